@@ -1,0 +1,142 @@
+"""`g2g` command line: train, swap, grid, eval, export.
+
+`train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
+overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
+User mistakes print one line (`g2g: error: ...`) and exit with status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(known)}")
+    return path
+
+
+# ---- train ----
+
+def train(argv: list[str]) -> int:
+    """Everything after `g2g train` goes to LightningCLI; `--preset NAME` is `--config configs/NAME.yaml`."""
+    argv = list(argv)
+    if "--preset" in argv:
+        i = argv.index("--preset")
+        if i + 1 >= len(argv):
+            raise ValueError("--preset needs a name, e.g. --preset g2g")
+        argv[i:i + 2] = ["--config", str(preset_path(argv[i + 1]))]
+    from .training import run_training
+    return run_training(argv)
+
+
+# ---- swap / grid ----
+
+def _load_images(paths: list[str], size: int):
+    import torch
+    from .data.datasets import load_image
+    return torch.stack([load_image(p, size) for p in paths])
+
+
+def swap(args: argparse.Namespace) -> int:
+    from torchvision.utils import save_image
+    import torch
+    from .inference import load
+    model = load(args.model)
+    x = _load_images([args.image1, args.image2], model.config.image_size)
+    res = model.swap(x[:1], x[1:])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {"m1": res.m1, "m2": res.m2, "r1": res.r1, "r2": res.r2}
+    for name, img in images.items():
+        save_image(img * 0.5 + 0.5, out / f"{name}.png")
+    # panel rows: originals (x1, x2), mixed (m1, m2), long reconstructions (r1, r2)
+    panel = torch.cat([x[:1], x[1:], res.m1, res.m2, res.r1, res.r2]).cpu()
+    save_image(panel * 0.5 + 0.5, out / "panel.png", nrow=2, padding=2)
+    print(f"wrote m1, m2, r1, r2 and panel.png to {out}")
+    return 0
+
+
+def grid(args: argparse.Namespace) -> int:
+    from torchvision.utils import save_image
+    from .inference import load
+    model = load(args.model)
+    x = _load_images(args.images, model.config.image_size)
+    g = model.grid(x)  # (N, N, 3, H, W): row i = class of image i, column j = content of image j
+    save_image(g.flatten(0, 1).cpu() * 0.5 + 0.5, args.out, nrow=len(args.images))
+    print(f"wrote {args.out} (rows: class of image i, columns: content of image j)")
+    return 0
+
+
+# ---- eval / export ----
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.report import run_eval
+    report = run_eval(args.model, data=args.data, root=args.root, out_dir=args.out, seed=args.seed,
+                      n_pairs=args.pairs, classifier_seconds=args.classifier_seconds)
+    print(report["markdown"])
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from .training import export_checkpoint
+    path = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="g2g", description="Class/content disentanglement by cross-training.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("train", help="train a model (LightningCLI: `g2g train --help`)", add_help=False)
+
+    s = sub.add_parser("swap", help="mix two images both ways and reassemble them")
+    s.add_argument("image1", help="gives the content of m1 and the class of m2")
+    s.add_argument("image2", help="gives the content of m2 and the class of m1")
+    s.add_argument("--model", required=True, help="exported model (.safetensors or its folder)")
+    s.add_argument("--out", default="outputs/swap", help="output folder (default: %(default)s)")
+    s.set_defaults(func=swap)
+
+    g = sub.add_parser("grid", help="class × content matrix of a set of images")
+    g.add_argument("images", nargs="+", help="two or more image files")
+    g.add_argument("--model", required=True, help="exported model (.safetensors or its folder)")
+    g.add_argument("--out", default="outputs/grid.png", help="output PNG (default: %(default)s)")
+    g.set_defaults(func=grid)
+
+    e = sub.add_parser("eval", help="disentanglement metrics of a model (JSON + Markdown)")
+    e.add_argument("model", help="exported model (.safetensors or its folder)")
+    e.add_argument("--data", default="shapes", choices=["shapes", "digits", "folder"])
+    e.add_argument("--root", default=None, help="dataset folder for --data folder")
+    e.add_argument("--out", default="outputs/eval", help="output folder (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--pairs", type=int, default=2000, help="test pairs to evaluate (default: %(default)s)")
+    e.add_argument("--classifier-seconds", type=float, default=60.0,
+                   help="training time budget of the independent classifier (default: %(default)s)")
+    e.set_defaults(func=evaluate)
+
+    x = sub.add_parser("export", help="write the EMA generator of a training checkpoint as safetensors + JSON")
+    x.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    x.add_argument("--out", default="model.safetensors", help="output file (default: %(default)s)")
+    x.set_defaults(func=export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] == "train":
+            return train(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"g2g: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

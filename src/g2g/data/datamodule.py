@@ -1,0 +1,95 @@
+"""LightningDataModule: builds the named dataset, pairs it, and serves step-indexed batches."""
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from .pairing import PairDataset, StepBatchSampler, collate_batch
+
+DATASETS = ("shapes", "digits", "folder")
+
+
+def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
+                 seed: int = 0, classes: str = "seen", skip_bad_images: bool = False) -> Dataset:
+    """A labelled image dataset by name. `classes` applies to `shapes` only ('seen' or 'heldout')."""
+    if name == "shapes":
+        from .shapes import ShapesDataset
+        return ShapesDataset(split=split, size=image_size, seed=seed, classes=classes)
+    if name == "digits":
+        from .datasets import DigitsDataset
+        return DigitsDataset(split=split, size=image_size, seed=seed)
+    if name == "folder":
+        from .datasets import ImageFolderDataset
+        if not root:
+            raise ValueError("dataset 'folder' needs a root: pass --data.root DIR (one sub-folder per class)")
+        return ImageFolderDataset(root, size=image_size, skip_bad_images=skip_bad_images)
+    raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+class G2GDataModule(L.LightningDataModule):
+    """Serves batches of pairs for the G2G step, and a fixed panel batch from the validation split."""
+
+    def __init__(self, dataset: str = "shapes", root: str | None = None, image_size: int = 32,
+                 batch_size: int = 32, supervised: bool = True, k_refs: int = 1,
+                 steps_per_epoch: int = 200, num_workers: int = 0, seed: int = 0,
+                 panel_size: int = 8, skip_bad_images: bool = False):
+        """
+        Args:
+            dataset: 'shapes' (built-in, ground truth), 'digits' (built-in, real) or 'folder' (root/<class>/*.png).
+            root: dataset folder, for datasets read from disk.
+            image_size: side of the square images the model sees.
+            batch_size: pairs per step (each pair is two images).
+            supervised: pair images of different classes and take class codes from other images of the
+                same class (needs labels); False pairs images at random as the seed did.
+            k_refs: class references per image; the class code is their mean code.
+            steps_per_epoch: batches per epoch (the data stream is endless; epochs only pace checkpoints).
+            num_workers: DataLoader worker processes (0 = in the main process).
+            seed: seed of the pairing and of the built-in datasets.
+            panel_size: pairs in the fixed batch used for image panels.
+            skip_bad_images: skip (and count) unreadable images in folders instead of stopping.
+        """
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        if batch_size < 1 or k_refs < 1 or steps_per_epoch < 1:
+            raise ValueError("batch_size, k_refs and steps_per_epoch must be at least 1")
+        self.save_hyperparameters()
+        self.train_set: PairDataset | None = None
+        self.sampler: StepBatchSampler | None = None
+
+    def _base(self, split: str) -> Dataset:
+        h = self.hparams
+        return make_dataset(h.dataset, split, h.image_size, h.root, h.seed,
+                            skip_bad_images=h.skip_bad_images)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            h = self.hparams
+            base = self._base("train")
+            supervised = h.supervised and getattr(base, "labelled", True)
+            self.train_set = PairDataset(base, supervised, h.k_refs, h.seed)
+
+    @property
+    def num_classes(self) -> int:
+        self.setup()
+        return int(getattr(self.train_set.base, "num_classes", 1))
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        self.sampler = StepBatchSampler(self.hparams.batch_size, self.hparams.steps_per_epoch, rank, world)
+        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate_batch,
+                          num_workers=self.hparams.num_workers,
+                          persistent_workers=False)
+
+    def panel_batch(self) -> dict:
+        """A fixed batch of pairs (validation split when there is one) for image panels."""
+        h = self.hparams
+        try:
+            base = self._base("val")
+        except ValueError:
+            base = self.train_set.base
+        pairs = PairDataset(base, self.train_set.supervised, h.k_refs, seed=h.seed + 1)
+        return pairs.__getitems__(list(range(h.panel_size)))

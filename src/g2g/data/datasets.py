@@ -1,0 +1,205 @@
+"""Labelled image datasets: scikit-learn's handwritten digits and any folder of images.
+
+Same contract as `ShapesDataset`: `labels` (N,) long, `num_classes`, `class_names`, and
+`dataset[i] -> (image (3, H, W) float in [-1, 1], label int)`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image, ImageOps
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _check_split(split: str | None, allow_none: bool = False) -> None:
+    if not (split in SPLITS or (allow_none and split is None)):
+        allowed = ", ".join(repr(s) for s in SPLITS) + (" or None" if allow_none else "")
+        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+
+
+def _check_size(size: int, minimum: int) -> None:
+    if not isinstance(size, int) or size < minimum:
+        raise ValueError(f"size must be an int >= {minimum}, got {size!r}")
+
+
+def _stratified_split(labels: np.ndarray, split: str, seed: int, fractions=(0.7, 0.15, 0.15)) -> np.ndarray:
+    """Indices of one split, stratified by label, deterministic from the seed (sorted)."""
+    index = np.arange(len(labels))
+    train, rest = train_test_split(index, train_size=fractions[0], stratify=labels, random_state=seed)
+    val, test = train_test_split(
+        rest, test_size=fractions[2] / (fractions[1] + fractions[2]), stratify=labels[rest], random_state=seed
+    )
+    return np.sort({"train": train, "val": val, "test": test}[split])
+
+
+class DigitsDataset(Dataset):
+    """scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 16 grey levels, 10 classes).
+
+    Upsampled bilinearly to size x size and repeated to 3 channels; ink is bright (+1) on a dark (-1)
+    background. Splits are 70/15/15, stratified, deterministic from the seed. Nothing is downloaded.
+    """
+
+    def __init__(self, split: str = "train", size: int = 32, seed: int = 0):
+        _check_split(split)
+        _check_size(size, 8)
+        digits = load_digits()
+        keep = _stratified_split(digits.target, split, seed)
+        pixels = torch.from_numpy(digits.images[keep]).float() / 16.0  # (N, 8, 8) in [0, 1]
+        # Bilinear interpolation is a convex combination, so values stay in [0, 1].
+        pixels = F.interpolate(pixels.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+        self.images = (pixels * 2 - 1).expand(-1, 3, -1, -1).contiguous()  # (N, 3, size, size)
+        self.labels = torch.from_numpy(digits.target[keep]).long()  # (N,)
+        self.indices = torch.from_numpy(keep)  # rows of load_digits(), to trace an image back
+        self.split, self.size, self.seed = split, size, seed
+        self.num_classes = 10
+        self.class_names = [str(d) for d in range(10)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+# --- Image files ---------------------------------------------------------------------------------
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    """Decode an image file fully and convert it to 8-bit RGB; ValueError naming the file if unreadable."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: Image.open only reads the header, so truncation shows up here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {path}: {e} (not an image, truncated or corrupt)") from e
+    try:
+        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    except Exception:  # malformed EXIF only loses the rotation; the pixels are fine
+        pass
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit greyscale: convert('RGB') would clip at 255 and turn most pixels white; rescale instead.
+        grey = np.asarray(img).astype(np.float64)  # (H, W) in [0, 65535]
+        img = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels have arbitrary colour underneath; show them over white, as a viewer would.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """Read one image file -> (3, size, size) float in [-1, 1].
+
+    Any PIL-readable mode (grey, RGBA, palette, 16-bit) is converted to RGB; the shorter side is
+    resized to `size` (antialiased bilinear), then the centre is cropped to a square.
+    """
+    path = Path(path)
+    _check_size(size, 1)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; expected an image file ({', '.join(IMAGE_EXTENSIONS)})")
+    img = TF.center_crop(TF.resize(_open_rgb(path), size), [size, size])
+    return TF.pil_to_tensor(img).float() / 127.5 - 1.0  # (3, size, size)
+
+
+def _image_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """Image files in folder, sorted so that the order is the same on every machine."""
+    return sorted(
+        p for p in (folder.rglob("*") if recursive else folder.iterdir())
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+
+
+class ImageFolderDataset(Dataset):
+    """Images in a folder, loaded lazily.
+
+    Layouts: root/<class>/<images> (labels from the sorted class folder names; images may be nested
+    deeper) or root/<images> with no sub-folders (unlabelled: label 0, `labelled` False).
+    split: None uses every image; "train"/"val"/"test" uses root/<split>/ when root holds split
+    folders (train/, val/, test/), otherwise a deterministic 80/10/10 split of each class's files
+    from `seed`.
+    skip_bad_images: decode every file once now, drop unreadable ones and list them in `skipped`;
+    otherwise an unreadable file raises ValueError naming it when it is loaded.
+    """
+
+    def __init__(
+        self, root: str | Path, size: int = 64, split: str | None = None, skip_bad_images: bool = False, seed: int = 0
+    ):
+        _check_split(split, allow_none=True)
+        _check_size(size, 1)
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"image folder not found: {root}")
+        layout = ("expected a folder with one sub-folder of images per class, or a folder of images "
+                  f"({', '.join(IMAGE_EXTENSIONS)})")
+        if not root.is_dir():
+            raise ValueError(f"{root} is a file; {layout}")
+        self.split = split
+        on_disk = [s for s in SPLITS if (root / s).is_dir()]
+        if split is not None and on_disk:  # already split on disk: root/train, root/val, ...
+            if split not in on_disk:
+                raise ValueError(f"{root} has split folders {on_disk} but no {split!r} folder")
+            root, split = root / split, None
+
+        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        loose = _image_files(root, recursive=False)
+        if class_dirs and loose:
+            example = f"{loose[0].name}, {class_dirs[0].name}/"
+            raise ValueError(f"{root} holds both images and sub-folders ({example}); {layout}")
+        self.labelled = bool(class_dirs)
+        if self.labelled:
+            files = [_image_files(d) for d in class_dirs]
+            empty = [d.name for d, f in zip(class_dirs, files) if not f]
+            if empty:
+                raise ValueError(f"class folder(s) {empty} in {root} hold no images; remove them or add images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+            self.class_names = [d.name for d in class_dirs]
+        else:
+            files = [loose]
+            if not loose:
+                raise ValueError(f"no images found in {root}; {layout}")
+            self.class_names = [root.name]
+        if split is not None:
+            files = [_split_files(f, split, seed) for f in files]
+
+        self.skipped: list[str] = []
+        if skip_bad_images:
+            files = [[p for p in f if self._readable(p)] for f in files]
+        self.paths = [str(p) for f in files for p in f]
+        self.labels = torch.tensor([c for c, f in enumerate(files) for _ in f], dtype=torch.long)  # (N,)
+        if not self.paths:
+            raise ValueError(f"no usable images in {root} (split {self.split!r}, "
+                             f"{len(self.skipped)} unreadable skipped)")
+        self.root, self.size = root, size
+        self.num_classes = len(self.class_names)
+
+    def _readable(self, path: Path) -> bool:
+        try:
+            _open_rgb(path)
+            return True
+        except ValueError:
+            self.skipped.append(str(path))
+            return False
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return load_image(self.paths[i], self.size), int(self.labels[i])
+
+
+def _split_files(files: list[Path], split: str, seed: int) -> list[Path]:
+    """One class's share of an 80/10/10 split: a seeded shuffle of the sorted files, cut in three."""
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_train, n_val = round(0.8 * len(files)), round(0.1 * len(files))
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(files))}
+    start, stop = bounds[split]
+    return sorted(files[k] for k in order[start:stop])

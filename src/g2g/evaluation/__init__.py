@@ -1,0 +1,1 @@
+"""Evaluation of G2G models: metric primitives (metrics.py) and the report built on them."""

@@ -1,0 +1,126 @@
+"""Exported models: write the EMA generator as safetensors with its config, load it back without
+unpickling anything, and use it: encode, decode, swap, grid."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .networks.generator import Generator, GeneratorConfig
+
+CONFIG_KEY = "g2g_generator_config"
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call write(tmp_path) and rename the result into place: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def export_generator(gen: Generator, path: str | Path) -> Path:
+    """Write `path` (.safetensors, config in its metadata) and `path.json` beside it (the same config,
+    for people). The safetensors file alone is enough to rebuild the model."""
+    path = Path(path)
+    config = json.dumps(gen.config.to_dict(), indent=2)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CONFIG_KEY: config}))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(config + "\n"))
+    return path
+
+
+def _resolve(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path} (give a .safetensors file written by "
+                                f"`g2g export` or `g2g train`)")
+    return path
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    path = _resolve(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a safetensors model file ({e}); export one with `g2g export`") from None
+    if CONFIG_KEY not in meta:
+        raise ValueError(f"{path} has no G2G generator config in its metadata; export it with `g2g export`")
+    gen = Generator(GeneratorConfig.from_dict(json.loads(meta[CONFIG_KEY])))
+    missing, unexpected = gen.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return gen.to(device).eval()
+
+
+@dataclass
+class SwapResult:
+    m1: torch.Tensor  # content of x1, class of x2
+    m2: torch.Tensor  # content of x2, class of x1
+    r1: torch.Tensor  # long reconstruction of x1 from the mixed images
+    r2: torch.Tensor  # long reconstruction of x2
+
+
+class G2GModel:
+    """Inference wrapper around an exported generator. All methods take and return batches in [-1, 1]."""
+
+    def __init__(self, generator: Generator):
+        self.generator = generator.eval()
+        self.config = generator.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) → (content codes (B, C, h, w), class codes (B, D))."""
+        x = x.to(self.device)
+        return self.generator.encode_content(x), self.generator.encode_class(x)
+
+    @torch.no_grad()
+    def encode_class(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, D); (B, K, 3, H, W) → mean class code over K references."""
+        return self.generator.encode_class(x.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
+        return self.generator.decode(content.to(self.device), class_code.to(self.device))
+
+    @torch.no_grad()
+    def swap(self, x1: torch.Tensor, x2: torch.Tensor) -> SwapResult:
+        """Mix pairs both ways and reassemble: the G2G pass without training noise."""
+        from .wiring import g2g_forward
+        res = g2g_forward(self.generator, x1.to(self.device), x2.to(self.device))
+        return SwapResult(res.m1, res.m2, res.r1, res.r2)
+
+    @torch.no_grad()
+    def grid(self, images: torch.Tensor) -> torch.Tensor:
+        """All class × content combinations of N images: (N, N, 3, H, W), [i, j] = content of image j
+        drawn with the class of image i (the diagonal is the short reconstruction)."""
+        content, class_code = self.encode(images)
+        n = images.shape[0]
+        out = self.decode(content.repeat(n, 1, 1, 1), class_code.repeat_interleave(n, dim=0))
+        return out.view(n, n, *out.shape[1:])
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> G2GModel:
+    """Load an exported model (.safetensors file or a folder holding model.safetensors)."""
+    return G2GModel(load_generator(path, device))

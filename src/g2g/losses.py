@@ -1,0 +1,86 @@
+"""Loss terms as small pure functions, one per variant. The training step weights them by
+`lambda_<term>` and logs each under its name."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).abs().mean()
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).pow(2).mean()
+
+
+def code_cycle(recovered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """‖E(x) − E(m)‖², mean over elements: the code recovered from a mixed image should equal the code
+    that was put into it (L_cyc,A for content codes, L_cyc,B for class codes)."""
+    return mse(recovered, original)
+
+
+def activation_l2(code: torch.Tensor) -> torch.Tensor:
+    """LORD's activation decay on content codes: together with additive noise, it bounds how much
+    information the content code can carry."""
+    return code.pow(2).mean()
+
+
+def class_consistency(logits: torch.Tensor, target_class: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a class critic's logits on mixed images against the class they should show."""
+    return F.cross_entropy(logits, target_class)
+
+
+# ---- adversarial objectives: d_* for the discriminator, g_* for the generator ----
+
+def d_lsgan_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+
+
+def g_lsgan_loss(fake: torch.Tensor) -> torch.Tensor:
+    return (fake - 1).pow(2).mean()
+
+
+def d_vanilla_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean())
+
+
+def g_vanilla_loss(fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake).mean()
+
+
+def d_hinge_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+
+
+def g_hinge_loss(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def d_wgan_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return fake.mean() - real.mean()
+
+
+g_wgan_loss = g_hinge_loss  # both maximise the critic's score of fakes
+
+GAN_LOSSES = {
+    "lsgan": (d_lsgan_loss, g_lsgan_loss),
+    "vanilla": (d_vanilla_loss, g_vanilla_loss),
+    "hinge": (d_hinge_loss, g_hinge_loss),
+    "wgangp": (d_wgan_loss, g_wgan_loss),
+}
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: (‖∇D(x̃)‖₂ − 1)² at random interpolates x̃ of real and fake images."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)
+    mix = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1: ½‖∇D(x)‖² on real images (`real` must require grad when D is evaluated)."""
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+    return 0.5 * grad.pow(2).flatten(1).sum(dim=1).mean()

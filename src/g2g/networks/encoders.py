@@ -1,0 +1,55 @@
+"""Content encoder (spatial code) and class encoder (vector code, mean over K references)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import ConvBlock, ResBlock
+
+
+class ContentEncoder(nn.Module):
+    """Image (B, 3, H, W) → content code (B, code_channels, H / 2**n_downs, W / 2**n_downs).
+
+    Instance normalisation throughout removes per-image colour statistics, which belong to the class;
+    the final 1×1 projection to few channels is the content bottleneck."""
+
+    def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 2, n_res: int = 1,
+                 code_channels: int = 2, max_channels: int = 256):
+        super().__init__()
+        layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, norm="in")]
+        ch = nf
+        for _ in range(n_downs):
+            out = min(ch * 2, max_channels)
+            layers.append(ConvBlock(ch, out, 3, stride=2, norm="in"))
+            ch = out
+        layers += [ResBlock(ch, norm="in") for _ in range(n_res)]
+        layers.append(nn.Conv2d(ch, code_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ClassEncoder(nn.Module):
+    """Image (B, 3, H, W) → class code (B, code_dim); references (B, K, 3, H, W) → mean code over K.
+
+    No normalisation layers: the class lives largely in colour statistics that instance
+    normalisation would erase. Global average pooling removes where things are."""
+
+    def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 3, code_dim: int = 64,
+                 max_channels: int = 256):
+        super().__init__()
+        layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, activation="lrelu")]
+        ch = nf
+        for _ in range(n_downs):
+            out = min(ch * 2, max_channels)
+            layers.append(ConvBlock(ch, out, 3, stride=2, activation="lrelu"))
+            ch = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(ch, code_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:  # (B, K, 3, H, W): K references of one class each
+            b, k = x.shape[:2]
+            return self.forward(x.flatten(0, 1)).view(b, k, -1).mean(dim=1)
+        return self.head(self.features(x).mean(dim=(2, 3)))

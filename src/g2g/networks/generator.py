@@ -1,0 +1,76 @@
+"""The G2G generator: content encoder E_A, class encoder E_B and AdaIN decoder G, built from one
+typed config that travels with the weights (an exported model needs nothing else)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .decoders import AdaINDecoder
+from .encoders import ClassEncoder, ContentEncoder
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of the generator. Defaults: the small 32 px model of the `g2g` demo preset."""
+
+    image_size: int = 32          # input and output side in pixels
+    channels: int = 3             # image channels
+    nf: int = 32                  # base width of all three networks
+    n_downs_content: int = 2      # content code side = image_size / 2**n_downs_content
+    content_channels: int = 2     # content code channels: the content bottleneck
+    n_res_content: int = 1        # residual blocks in the content encoder
+    n_downs_class: int = 3        # downsamplings of the class encoder before global pooling
+    class_dim: int = 64           # class code length
+    n_res_decoder: int = 2        # AdaIN residual blocks at the content code's resolution
+    mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP
+    n_mlp: int = 2                # linear layers of that MLP
+    max_channels: int = 256       # channel cap in all networks
+
+    def __post_init__(self):
+        if self.image_size % 2 ** self.n_downs_content:
+            raise ValueError(f"image_size {self.image_size} is not divisible by "
+                             f"2**n_downs_content = {2 ** self.n_downs_content}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def content_shape(self) -> tuple[int, int, int]:
+        side = self.image_size // 2 ** self.n_downs_content
+        return (self.content_channels, side, side)
+
+
+class Generator(nn.Module):
+    """E_A, E_B and G with the three primitive operations; the G2G wiring composes them."""
+
+    def __init__(self, config: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        c = config
+        self.config = c
+        self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
+                                              c.content_channels, c.max_channels)
+        self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+        self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
+                                    c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels)
+
+    def encode_content(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, content_channels, h, w)"""
+        return self.content_encoder(x)
+
+    def encode_class(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, class_dim); (B, K, 3, H, W) → mean over the K references."""
+        return self.class_encoder(x)
+
+    def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
+        """content (B, C, h, w), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
+        return self.decoder(content, class_code)

@@ -1,0 +1,77 @@
+"""The G2G forward pass (SPEC §1): disassembly and mixing, short reconstruction, reassembly, long
+reconstruction — one function returning one typed result."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .networks.generator import Generator
+
+
+@dataclass
+class G2GResult:
+    """Every code and image of one G2G pass over pairs (x1, x2). Images (B, 3, H, W); content codes
+    (B, C, h, w); class codes (B, D). Content codes are the encoder outputs before any training noise."""
+
+    a1: torch.Tensor            # content code of x1
+    a2: torch.Tensor            # content code of x2
+    b1: torch.Tensor            # class code of x1 (or of x1's class references)
+    b2: torch.Tensor            # class code of x2 (or of x2's class references)
+    m1: torch.Tensor            # mixed: G(a1, b2) — content of x1, class of x2
+    m2: torch.Tensor            # mixed: G(a2, b1) — content of x2, class of x1
+    x1_hat: torch.Tensor        # short reconstruction G(a1, b1)
+    x2_hat: torch.Tensor        # short reconstruction G(a2, b2)
+    a_m1: torch.Tensor | None = None   # content code of m1 (≈ a1 ideally)
+    a_m2: torch.Tensor | None = None   # content code of m2 (≈ a2)
+    b_m1: torch.Tensor | None = None   # class code of m1 (≈ b2)
+    b_m2: torch.Tensor | None = None   # class code of m2 (≈ b1)
+    r1: torch.Tensor | None = None     # long reconstruction G(a(m1), b(m2)) ≈ x1
+    r2: torch.Tensor | None = None     # long reconstruction G(a(m2), b(m1)) ≈ x2
+
+
+def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Additive Gaussian noise on content codes (LORD's bottleneck); drawn on the CPU from an explicit
+    generator so a run is reproducible and resumable on any device."""
+    if sigma == 0:
+        return code
+    noise = torch.randn(code.shape, generator=generator, dtype=code.dtype)
+    return code + sigma * noise.to(code.device)
+
+
+def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
+                class_in1: torch.Tensor | None = None, class_in2: torch.Tensor | None = None,
+                content_noise: float = 0.0, generator: torch.Generator | None = None,
+                long: bool = True) -> G2GResult:
+    """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
+
+    class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
+    seed's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
+    class code cannot carry the instance's content. `long=False` stops after the disassembly stage.
+    Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
+    the reassembly encodes and the long reconstructions one call each."""
+    b = x1.shape[0]
+    a = gen.encode_content(torch.cat([x1, x2]))                                  # (2B, C, h, w)
+    if class_in1 is None and class_in2 is None:
+        codes = gen.encode_class(torch.cat([x1, x2]))                            # (2B, D)
+    else:
+        codes = gen.encode_class(torch.cat([x1 if class_in1 is None else class_in1,
+                                            x2 if class_in2 is None else class_in2]))
+    a1, a2 = a.split(b)
+    b1, b2 = codes.split(b)
+    an = _noisy(a, content_noise, generator)
+    # one decoder call: [m1, m2, x̂1, x̂2] = G([a1, a2, a1, a2], [b2, b1, b1, b2])
+    images = gen.decode(an.repeat(2, 1, 1, 1), torch.cat([b2, b1, b1, b2]))
+    m1, m2, x1_hat, x2_hat = images.split(b)
+    result = G2GResult(a1, a2, b1, b2, m1, m2, x1_hat, x2_hat)
+    if not long:
+        return result
+    mixed = torch.cat([m1, m2])
+    a_m = gen.encode_content(mixed)
+    b_m = gen.encode_class(mixed)
+    result.a_m1, result.a_m2 = a_m.split(b)
+    result.b_m1, result.b_m2 = b_m.split(b)
+    # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back
+    r = gen.decode(_noisy(a_m, content_noise, generator), b_m.roll(b, dims=0))
+    result.r1, result.r2 = r.split(b)
+    return result
