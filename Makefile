@@ -14,7 +14,7 @@ $(BIN)/g2g: pyproject.toml
 venv: $(BIN)/g2g
 
 demo: venv
-	$(BIN)/python benchmarks/demo.py --out outputs/demo
+	$(BIN)/g2g demo --out outputs/demo
 
 test: venv
 	$(BIN)/python -m pytest -q

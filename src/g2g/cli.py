@@ -1,4 +1,4 @@
-"""`g2g` command line: train, swap, grid, eval, export.
+"""`g2g` command line: train, swap, grid, eval, export, demo.
 
 `train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
 overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"  # also reachable as ./configs in a checkout
 
 
 def preset_path(name: str) -> Path:
@@ -90,6 +90,12 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    run_demo(args.out, args.preset, args.overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="g2g", description="Class/content disentanglement by cross-training.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -123,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint", help="training checkpoint (.ckpt)")
     x.add_argument("--out", default="model.safetensors", help="output file (default: %(default)s)")
     x.set_defaults(func=export)
+    d = sub.add_parser("demo", help="train the g2g preset on built-in shapes, evaluate, write figures")
+    d.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
+    d.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
+    d.add_argument("overrides", nargs="*", help="extra `g2g train` options, e.g. --trainer.max_time=00:00:02:00")
+    d.set_defaults(func=demo)
     return p
 
 
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return train(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (ValueError, OSError) as e:  # user mistakes: bad values, missing or unwritable paths
         print(f"g2g: error: {e}", file=sys.stderr)
         return 2
 

@@ -79,6 +79,9 @@ class G2GModule(L.LightningModule):
         self.generator = Generator(generator)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.discriminator = PatchGAN(generator.channels, ndf, discriminator, d_layers) if lambda_adv > 0 else None
+        if self.discriminator is not None and generator.image_size < self.discriminator.min_size:
+            raise ValueError(f"the {discriminator!r} PatchGAN needs images of at least {self.discriminator.min_size} px, "
+                             f"got image_size {generator.image_size}: use discriminator 'pixel' or fewer d_layers")
         self.class_critic = ClassCritic(num_classes, generator.channels) if lambda_class > 0 else None
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.needs_long = lambda_long > 0 or lambda_content_cycle > 0 or lambda_class_cycle > 0
@@ -115,7 +118,8 @@ class G2GModule(L.LightningModule):
             fake = torch.cat([res.m1, res.m2]).detach()
             terms["d_adv"] = self.d_loss(self.discriminator(real), self.discriminator(fake))
             if self.hparams.gan_loss == "wgangp":
-                terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake)
+                mixing = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+                terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake, mixing)
         if self.class_critic is not None:
             labels = torch.cat([batch["y1"], batch["y2"]])
             terms["d_class"] = losses.class_consistency(self.class_critic(real), labels)

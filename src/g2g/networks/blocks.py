@@ -68,24 +68,28 @@ def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float =
 
 class AdaIN(nn.Module):
     """AdaIN as a module. `params` (B, 2C) holds [scale | bias]; the scale is predicted around 1 so that
-    a zero-initialised predictor starts as plain instance normalisation."""
+    a zero-initialised predictor starts as plain instance normalisation. normalize=False gives FiLM
+    (the same per-sample affine map without the instance normalisation)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, normalize: bool = True):
         super().__init__()
         self.channels = channels
+        self.normalize = normalize
 
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         scale, bias = params.split(self.channels, dim=1)
-        return adain(x, 1.0 + scale, bias)
+        if self.normalize:
+            return adain(x, 1.0 + scale, bias)
+        return x * (1.0 + scale[:, :, None, None]) + bias[:, :, None, None]
 
 
 class AdaINConv(nn.Module):
     """3×3 convolution → AdaIN(class) → activation: the decoder's conditioned unit."""
 
-    def __init__(self, in_ch: int, out_ch: int, activation: str = "relu"):
+    def __init__(self, in_ch: int, out_ch: int, activation: str = "relu", normalize: bool = True):
         super().__init__()
         self.conv = ConvBlock(in_ch, out_ch, 3, activation="none")
-        self.adain = AdaIN(out_ch)
+        self.adain = AdaIN(out_ch, normalize)
         self.act = _activation(activation)
         self.n_params = 2 * out_ch
 
@@ -96,10 +100,10 @@ class AdaINConv(nn.Module):
 class AdaINResBlock(nn.Module):
     """Residual block whose two convolutions are both conditioned through AdaIN (FUNIT's decoder block)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, normalize: bool = True):
         super().__init__()
-        self.first = AdaINConv(channels, channels, activation="relu")
-        self.second = AdaINConv(channels, channels, activation="none")
+        self.first = AdaINConv(channels, channels, activation="relu", normalize=normalize)
+        self.second = AdaINConv(channels, channels, activation="none", normalize=normalize)
         self.n_params = self.first.n_params + self.second.n_params
 
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:

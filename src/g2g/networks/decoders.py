@@ -16,15 +16,15 @@ class AdaINDecoder(nn.Module):
 
     def __init__(self, code_channels: int = 2, class_dim: int = 64, nf: int = 32, n_ups: int = 2,
                  n_res: int = 2, mlp_dim: int = 128, n_mlp: int = 2, out_channels: int = 3,
-                 max_channels: int = 256):
+                 max_channels: int = 256, normalize: bool = True):
         super().__init__()
         ch = min(nf * 2 ** n_ups, max_channels)
         self.stem = ConvBlock(code_channels, ch, 3)
-        self.res = nn.ModuleList(AdaINResBlock(ch) for _ in range(n_res))
+        self.res = nn.ModuleList(AdaINResBlock(ch, normalize) for _ in range(n_res))
         ups = []
         for _ in range(n_ups):
             out = max(ch // 2, nf // 2)
-            ups.append(AdaINConv(ch, out))
+            ups.append(AdaINConv(ch, out, normalize=normalize))
             ch = out
         self.ups = nn.ModuleList(ups)
         self.to_rgb = ConvBlock(ch, out_channels, 3, activation="none")

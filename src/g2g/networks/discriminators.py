@@ -41,6 +41,8 @@ class PatchGAN(nn.Module):
                            nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
+        # smallest input whose last normalised layer still has more than one spatial element
+        self.min_size = 1 if kind == "pixel" else 3 * 2 ** n_layers
         init_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,11 @@ class GeneratorConfig:
     mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP
     n_mlp: int = 2                # linear layers of that MLP
     max_channels: int = 256       # channel cap in all networks
+    decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
 
     def __post_init__(self):
+        if self.decoder_norm not in ("adain", "film"):
+            raise ValueError(f"decoder_norm must be 'adain' or 'film', not {self.decoder_norm!r}")
         if self.image_size % 2 ** self.n_downs_content:
             raise ValueError(f"image_size {self.image_size} is not divisible by "
                              f"2**n_downs_content = {2 ** self.n_downs_content}")
@@ -61,7 +64,8 @@ class Generator(nn.Module):
                                               c.content_channels, c.max_channels)
         self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
         self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
-                                    c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels)
+                                    c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels,
+                                    normalize=c.decoder_norm == "adain")
 
     def encode_content(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, content_channels, h, w)"""

@@ -1,0 +1,136 @@
+"""Training harness: what one step updates, exact resume (SPEC §5.5) and safe checkpoint loading."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from g2g.module import G2GModule
+from g2g.training import load_checkpoint
+
+
+def _changed(before: dict, after: dict, prefix: str) -> dict[str, bool]:
+    return {k: not torch.equal(before[k], after[k]) for k in after if k.startswith(prefix)}
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, f"{len(differing)} of {len(a)} tensors differ, e.g. {differing[:3]}"
+
+
+def _optimizer_tensors(trainer) -> list[torch.Tensor]:
+    return [v for opt in trainer.optimizers for s in opt.state_dict()["state"].values() for v in s.values()]
+
+
+# --- what a step updates -------------------------------------------------------------------------
+
+
+def test_two_steps_count_generator_steps_and_update_every_network(tiny_run):
+    assert tiny_run.trainer.global_step == 2  # critic steps are not counted
+    assert len(tiny_run.trainer.optimizers) == 2
+    before, after = tiny_run.initial, tiny_run.module.state_dict()
+    assert all(_changed(before, after, "generator.").values())
+    assert all(_changed(before, after, "generator_ema.").values())
+    assert all(_changed(before, after, "class_critic.").values())
+    assert any(_changed(before, after, "discriminator.").values())
+    for k, v in after.items():
+        if k.startswith("generator."):  # the EMA trails the generator: different, but not by much
+            ema = after["generator_ema." + k[len("generator."):]]
+            assert not torch.equal(ema, v), k
+
+
+def test_ema_weights_are_not_trained(tiny_run):
+    assert not any(p.requires_grad for p in tiny_run.module.generator_ema.parameters())
+    assert all(p.requires_grad for p in tiny_run.module.class_critic.parameters())  # unfrozen after the G step
+
+
+def test_generator_only_run_uses_one_optimizer(fit, tmp_path):
+    module, trainer = fit(tmp_path, 1, lambda_class=0.0, lambda_adv=0.0, num_classes=0)
+    assert trainer.global_step == 1 and len(trainer.optimizers) == 1
+    assert module.discriminator is None and module.class_critic is None
+
+
+def test_module_rejects_bad_options(tiny_config):
+    with pytest.raises(ValueError, match="unknown gan_loss 'nope'"):
+        G2GModule(generator=tiny_config, gan_loss="nope")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        G2GModule(generator=tiny_config, lambda_class=1.0, num_classes=1)
+    with pytest.raises(ValueError, match="bogus"):
+        G2GModule(generator={**tiny_config.to_dict(), "bogus": 1})
+
+
+# --- exact resume --------------------------------------------------------------------------------
+
+
+def test_resume_at_an_epoch_end_is_bit_identical(fit, tiny_run, tmp_path):
+    straight, t_straight = fit(tmp_path / "straight", 4)
+    resumed, t_resumed = fit(tmp_path / "resumed", 4, ckpt_path=tiny_run.ckpt)  # from step 2 of 4
+    assert t_resumed.global_step == t_straight.global_step == 4
+    _assert_same_state(straight.state_dict(), resumed.state_dict())  # generator, EMA, both critics
+    for a, b in zip(_optimizer_tensors(t_straight), _optimizer_tensors(t_resumed), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
+def test_resume_mid_epoch_is_bit_identical(fit, tmp_path):
+    straight, _ = fit(tmp_path / "straight", 4, steps_per_epoch=4)
+    fit(tmp_path / "first", 2, save_to=tmp_path / "mid.ckpt", steps_per_epoch=4)
+    resumed, trainer = fit(tmp_path / "resumed", 4, ckpt_path=tmp_path / "mid.ckpt", steps_per_epoch=4)
+    assert trainer.global_step == 4
+    _assert_same_state(straight.state_dict(), resumed.state_dict())
+
+
+def test_resume_with_wgangp_is_bit_identical(fit, tmp_path):
+    straight, _ = fit(tmp_path / "straight", 4, gan_loss="wgangp")
+    fit(tmp_path / "first", 2, save_to=tmp_path / "s2.ckpt", gan_loss="wgangp")
+    resumed, _ = fit(tmp_path / "resumed", 4, ckpt_path=tmp_path / "s2.ckpt", gan_loss="wgangp")
+    _assert_same_state(straight.state_dict(), resumed.state_dict())
+
+
+# --- checkpoint files ----------------------------------------------------------------------------
+
+
+def test_checkpoint_is_plain_tensors_and_describes_its_generator(tiny_run, tiny_config):
+    ckpt = torch.load(tiny_run.ckpt, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert ckpt["hyper_parameters"]["generator"] == tiny_config.to_dict()
+    assert len(ckpt["optimizer_states"]) == 2
+    _assert_same_state(ckpt["state_dict"], tiny_run.module.state_dict())
+    assert load_checkpoint(tiny_run.ckpt)["global_step"] == 2
+
+
+class _Exploit:
+    """Unpickling this creates `path`: a stand-in for arbitrary code (os.system etc.)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_load_checkpoint_refuses_pickled_code(tmp_path):
+    marker = tmp_path / "pwned"
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_Exploit(control)))  # the payload works when unpickled plainly
+    assert control.exists()
+
+    raw = tmp_path / "raw.ckpt"
+    raw.write_bytes(pickle.dumps({"state_dict": {}, "x": _Exploit(marker)}, protocol=2))
+    zipped = tmp_path / "zipped.ckpt"
+    torch.save({"state_dict": {}, "x": _Exploit(marker)}, zipped)  # torch's own format, same payload
+    for path in (raw, zipped):
+        with pytest.raises(ValueError, match="refused to unpickle|not a readable checkpoint"):
+            load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_load_checkpoint_user_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match="notes.ckpt"):
+        load_checkpoint(text)
+    assert os.listdir(tmp_path) == ["notes.ckpt"]

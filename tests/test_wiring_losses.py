@@ -1,0 +1,183 @@
+"""The G2G forward pass (SPEC §1) and every loss term on hand-computed values."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from g2g import losses
+from g2g.networks.generator import Generator
+from g2g.wiring import g2g_forward
+
+B = 3
+
+
+def _images(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture
+def gen(tiny_config) -> Generator:
+    torch.manual_seed(0)
+    return Generator(tiny_config).eval()
+
+
+@pytest.fixture
+def pair():
+    return _images(B, 3, 16, 16, seed=1), _images(B, 3, 16, 16, seed=2)
+
+
+# --- the G2G pass --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_result_shapes(gen, pair):
+    res = g2g_forward(gen, *pair)
+    content, class_, image = (B, 2, 4, 4), (B, 8), (B, 3, 16, 16)
+    expected = {"a1": content, "a2": content, "a_m1": content, "a_m2": content,
+                "b1": class_, "b2": class_, "b_m1": class_, "b_m2": class_,
+                "m1": image, "m2": image, "x1_hat": image, "x2_hat": image, "r1": image, "r2": image}
+    assert {k: tuple(getattr(res, k).shape) for k in expected} == expected
+
+
+@torch.no_grad()
+def test_codes_mixing_and_short_reconstruction_without_noise(gen, pair):
+    x1, x2 = pair
+    res = g2g_forward(gen, x1, x2)
+    assert torch.equal(res.a1, gen.encode_content(x1)) and torch.equal(res.a2, gen.encode_content(x2))
+    assert torch.equal(res.b1, gen.encode_class(x1)) and torch.equal(res.b2, gen.encode_class(x2))
+    assert torch.equal(res.m1, gen.decode(res.a1, res.b2))      # content of x1, class of x2
+    assert torch.equal(res.m2, gen.decode(res.a2, res.b1))
+    assert torch.equal(res.x1_hat, gen.decode(res.a1, res.b1))
+    assert torch.equal(res.x2_hat, gen.decode(res.a2, res.b2))
+    assert not torch.equal(res.m1, res.x1_hat)
+
+
+@torch.no_grad()
+def test_reassembly_and_long_reconstruction_use_the_mixed_images_codes(gen, pair):
+    res = g2g_forward(gen, *pair)
+    torch.testing.assert_close(res.a_m1, gen.encode_content(res.m1))
+    torch.testing.assert_close(res.b_m2, gen.encode_class(res.m2))
+    # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1))
+    torch.testing.assert_close(res.r1, gen.decode(gen.encode_content(res.m1), gen.encode_class(res.m2)))
+    torch.testing.assert_close(res.r2, gen.decode(gen.encode_content(res.m2), gen.encode_class(res.m1)))
+
+
+@torch.no_grad()
+def test_long_false_stops_after_disassembly(gen, pair):
+    res = g2g_forward(gen, *pair, long=False)
+    assert res.m1 is not None and res.x2_hat is not None
+    assert all(getattr(res, k) is None for k in ("a_m1", "a_m2", "b_m1", "b_m2", "r1", "r2"))
+
+
+@torch.no_grad()
+def test_class_references_give_the_class_codes(gen, pair):
+    x1, x2 = pair
+    ref1, ref2 = _images(B, 2, 3, 16, 16, seed=3), _images(B, 2, 3, 16, 16, seed=4)  # (B, K=2, 3, H, W)
+    res = g2g_forward(gen, x1, x2, ref1, ref2)
+    torch.testing.assert_close(res.b1, gen.encode_class(ref1))
+    torch.testing.assert_close(res.b2, gen.encode_class(ref2))
+    assert not torch.allclose(res.b1, gen.encode_class(x1))
+    torch.testing.assert_close(res.m1, gen.decode(gen.encode_content(x1), gen.encode_class(ref2)))
+
+
+@torch.no_grad()
+def test_content_noise_is_reproducible_from_its_generator(gen, pair):
+    def run(seed):
+        return g2g_forward(gen, *pair, content_noise=0.5, generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = run(7), run(7), run(8)
+    for k in ("m1", "m2", "x1_hat", "r1", "r2"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+        assert not torch.allclose(getattr(a, k), getattr(c, k)), k
+    clean = g2g_forward(gen, *pair)
+    assert torch.equal(a.a1, clean.a1)          # codes are reported before the noise
+    assert not torch.allclose(a.m1, clean.m1)   # ... but the images are drawn from noisy codes
+
+
+# --- losses on known values ----------------------------------------------------------------------
+
+
+def test_reconstruction_and_code_losses():
+    pred, target = torch.tensor([1.0, 2.0, -1.0, 0.5]), torch.tensor([0.0, 4.0, -1.0, 1.5])
+    assert losses.l1(pred, target).item() == pytest.approx((1 + 2 + 0 + 1) / 4)
+    assert losses.mse(pred, target).item() == pytest.approx((1 + 4 + 0 + 1) / 4)
+    assert losses.code_cycle(pred, target).item() == pytest.approx(1.5)
+    assert losses.activation_l2(torch.tensor([[1.0, -2.0], [3.0, 0.0]])).item() == pytest.approx(14 / 4)
+
+
+def test_class_consistency_is_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    target = torch.tensor([0, 2])
+    # by hand: −log softmax at the target class, averaged
+    first = -(2.0 - math.log(math.exp(2) + 1 + math.exp(-1)))
+    second = -(0.0 - math.log(2 + math.e))
+    assert losses.class_consistency(logits, target).item() == pytest.approx((first + second) / 2)
+    torch.testing.assert_close(losses.class_consistency(logits, target), F.cross_entropy(logits, target))
+
+
+def test_lsgan():
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert losses.d_lsgan_loss(real, fake).item() == pytest.approx(0.5 * (0.5 + 0.5))
+    assert losses.d_lsgan_loss(torch.ones(3), torch.zeros(3)).item() == 0.0  # the critic's optimum
+    assert losses.g_lsgan_loss(fake).item() == pytest.approx(0.5)
+    assert losses.g_lsgan_loss(torch.ones(2)).item() == 0.0
+
+
+def test_vanilla():
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731  softplus
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 0.5])
+    expected_d = 0.5 * ((sp(-2.0) + sp(0.0)) / 2 + (sp(-1.0) + sp(0.5)) / 2)
+    assert losses.d_vanilla_loss(real, fake).item() == pytest.approx(expected_d)
+    assert losses.g_vanilla_loss(fake).item() == pytest.approx((sp(1.0) + sp(-0.5)) / 2)
+    assert losses.g_vanilla_loss(torch.zeros(1)).item() == pytest.approx(math.log(2))
+
+
+def test_hinge():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
+    # relu(1 − real) = [0, 0.5], relu(1 + fake) = [0, 1.5]
+    assert losses.d_hinge_loss(real, fake).item() == pytest.approx(0.5 * (0.25 + 0.75))
+    assert losses.g_hinge_loss(fake).item() == pytest.approx(0.75)
+
+
+def test_wgan():
+    real, fake = torch.tensor([0.5, 1.5]), torch.tensor([1.0, 3.0])
+    assert losses.d_wgan_loss(real, fake).item() == pytest.approx(2.0 - 1.0)
+    assert losses.g_wgan_loss(fake).item() == pytest.approx(-2.0)
+
+
+def test_gan_loss_table():
+    assert set(losses.GAN_LOSSES) == {"lsgan", "vanilla", "hinge", "wgangp"}
+    assert losses.GAN_LOSSES["wgangp"] == (losses.d_wgan_loss, losses.g_wgan_loss)
+
+
+def _linear_critic(norm: float):
+    """D(x) = <w, x> with ‖w‖ = norm: its gradient is w everywhere."""
+    w = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(0))
+    w = w * (norm / w.norm())
+    return lambda x: (x * w).flatten(1).sum(dim=1)
+
+
+def test_gradient_penalty_on_linear_critics():
+    real, fake = _images(4, 3, 4, 4, seed=5), _images(4, 3, 4, 4, seed=6)
+    g = torch.Generator().manual_seed(0)
+    gp_unit = losses.gradient_penalty(_linear_critic(1.0), real, fake, g)
+    assert gp_unit.item() == pytest.approx(0.0, abs=1e-10)
+    gp_three = losses.gradient_penalty(_linear_critic(3.0), real, fake, g)
+    assert gp_three.item() == pytest.approx(4.0)  # (3 − 1)²
+
+
+def test_gradient_penalty_is_differentiable_in_the_critic():
+    w = torch.full((3, 4, 4), 0.5, requires_grad=True)  # ‖w‖ = √48 · 0.5
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    gp = losses.gradient_penalty(critic, torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4))
+    gp.backward()
+    norm = math.sqrt(48) * 0.5
+    # d/dw (‖w‖ − 1)² = 2(‖w‖ − 1) w / ‖w‖
+    torch.testing.assert_close(w.grad, torch.full((3, 4, 4), 2 * (norm - 1) * 0.5 / norm))
+
+
+def test_r1_penalty_on_a_quadratic():
+    x = torch.tensor([[1.0, 2.0], [0.0, -3.0]], requires_grad=True)
+    scores = (x ** 2).sum(dim=1)  # ∇D(x) = 2x, so ½‖∇D‖² = 2‖x‖²: [10, 18]
+    assert losses.r1_penalty(scores, x).item() == pytest.approx((10 + 18) / 2)
