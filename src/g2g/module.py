@@ -40,6 +40,7 @@ class G2GModule(L.LightningModule):
         ema_decay: float = 0.999,
         panel_every: int = 500,
         seed: int = 0,
+        channels_last: bool = False,
     ):
         """
         Args:
@@ -97,6 +98,16 @@ class G2GModule(L.LightningModule):
         if critics:
             opts.append(torch.optim.Adam(critics, h.lr_d, betas, weight_decay=h.weight_decay))
         return opts
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.hparams.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
+        return batch
 
     def on_train_epoch_start(self) -> None:
         # the data stream is indexed by step: continue it where this run (or the resumed one) stands
