@@ -12,7 +12,7 @@ from g2g.evaluation.report import make_pairs
 from g2g.inference import load
 from g2g.training import run_training
 
-MARGIN_DB = 2.0
+MARGIN_DB = 1.0
 STEPS = 600
 
 
