@@ -103,11 +103,6 @@ class G2GModule(L.LightningModule):
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if self.hparams.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                     for k, v in batch.items()}
-        return batch
 
     def on_train_epoch_start(self) -> None:
         # the data stream is indexed by step: continue it where this run (or the resumed one) stands
@@ -117,6 +112,9 @@ class G2GModule(L.LightningModule):
 
     def forward_pass(self, batch: dict) -> G2GResult:
         h = self.hparams
+        if h.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
         noise = torch.Generator().manual_seed(h.seed * 1_000_003 + self.global_step)
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
                            h.content_noise, noise, long=self.needs_long)
