@@ -59,10 +59,11 @@ def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, 
                        "baseline_flat_psnr": M.per_image_psnr(M.flat_image_baseline(target), target).mean().item(),
                        "baseline_copy_content_source_psnr": M.per_image_psnr(x1, target).mean().item()}
     if classifier is not None:
-        hit = (M.classify(classifier, m1) == labels[j]).float()
+        shown = M.classify(classifier, m1)
+        hit = (shown == labels[j]).float()
         res["class_transfer"] = {"accuracy": hit.mean().item(),
                                  "ci95": list(M.bootstrap_ci(hit.numpy(), seed=seed)),
-                                 "content_source_class_rate": (M.classify(classifier, m1) == labels[i]).float().mean().item(),
+                                 "content_source_class_rate": (shown == labels[i]).float().mean().item(),
                                  "chance": 1.0 / len(labels.unique())}
     n_probe = min(len(images), 3000)
     flat_content = content[:n_probe].flatten(1)
