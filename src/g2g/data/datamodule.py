@@ -22,7 +22,9 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
         from .datasets import ImageFolderDataset
         if not root:
             raise ValueError("dataset 'folder' needs a root: pass --data.root DIR (one sub-folder per class)")
-        return ImageFolderDataset(root, size=image_size, skip_bad_images=skip_bad_images)
+        # root/train|val|test when the folder is split on disk, else a seeded 80/10/10 split per class
+        return ImageFolderDataset(root, size=image_size, split=split, skip_bad_images=skip_bad_images,
+                                  seed=seed)
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 

@@ -67,8 +67,11 @@ def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, 
                                  "chance": 1.0 / len(labels.unique())}
     n_probe = min(len(images), 3000)
     flat_content = content[:n_probe].flatten(1)
-    if len(labels.unique()) > 1:
+    counts = labels[:n_probe].unique(return_counts=True)[1]
+    if len(counts) > 1 and int(counts.min()) >= 5:  # a held-out probe needs a few images of every class
         res["class_from_content_probe"] = M.linear_probe(flat_content, labels[:n_probe], seed=seed)
+    elif len(counts) > 1:
+        res["class_from_content_probe_skipped"] = "fewer than 5 test images in some class"
     if factors is not None:
         res["content_from_class_r2"] = M.factor_r2(class_code[:n_probe], factors[:n_probe], seed=seed)
         res["content_from_content_r2"] = M.factor_r2(flat_content, factors[:n_probe], seed=seed)
