@@ -110,12 +110,17 @@ class G2GModule(L.LightningModule):
         if sampler is not None:
             sampler.start = self.global_step
 
+    def step_generator(self) -> torch.Generator:
+        """Random numbers of a step (content noise, GP mixing) as a pure function of (seed, step): a
+        resumed run draws exactly what the uninterrupted run drew, with no RNG state to checkpoint."""
+        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+
     def forward_pass(self, batch: dict) -> G2GResult:
         h = self.hparams
         if h.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                      for k, v in batch.items()}
-        noise = torch.Generator().manual_seed(h.seed * 1_000_003 + self.global_step)
+        noise = self.step_generator()
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
                            h.content_noise, noise, long=self.needs_long)
 
@@ -127,8 +132,8 @@ class G2GModule(L.LightningModule):
             fake = torch.cat([res.m1, res.m2]).detach()
             terms["d_adv"] = self.d_loss(self.discriminator(real), self.discriminator(fake))
             if self.hparams.gan_loss == "wgangp":
-                mixing = torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
-                terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake, mixing)
+                terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake,
+                                                                self.step_generator())
         if self.class_critic is not None:
             labels = torch.cat([batch["y1"], batch["y2"]])
             terms["d_class"] = losses.class_consistency(self.class_critic(real), labels)
