@@ -110,6 +110,20 @@ def test_all_classes_pairwise_distinguishable():
     assert off_diagonal.min() > 0.02
 
 
+def test_every_rotation_is_identifiable():
+    """The swap target render(content of x1, class of x2) exists only if x1's rotation can be read off
+    x1 whatever its shape: no two rotations in the window may give the same image (a circle, or a
+    square over a full turn, would)."""
+    rotations = torch.linspace(0, 1, 11)
+    for cls in range(0, S.N_CLASSES, S.N_SCHEMES):  # one class per shape
+        factors = torch.tensor([0.5, 0.5, 1.0, 0.0, 0.5]).repeat(len(rotations), 1)
+        factors[:, 3] = rotations
+        images = S.render(torch.full((len(rotations),), cls), factors, 64).flatten(1)
+        diff = (images.unsqueeze(0) - images.unsqueeze(1)).abs().mean(-1)
+        off_diagonal = diff[~torch.eye(len(rotations), dtype=torch.bool)]
+        assert off_diagonal.min() > 0.02, S.SHAPE_NAMES[cls // S.N_SCHEMES]
+
+
 # --- shapes: dataset -----------------------------------------------------------------------------
 
 
