@@ -1,5 +1,5 @@
 """FUNIT compatibility (SPEC §5.3): NVIDIA's FewShotGen checkpoints load into our generator by key mapping
-and reproduce FUNIT's translation; `g2g swap` takes such a file.
+and reproduce FUNIT's translation; `g2g swap` takes such a file; FUNIT's projection discriminator.
 
 The reference below is written from FUNIT's published architecture as plain functional ops on the raw
 state-dict tensors under NVIDIA's names, independent of src/g2g/networks/funit.py."""
@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from g2g import inference
+from g2g import inference, losses
 from g2g.cli import main
 from g2g.data.datasets import load_image
 from g2g.inference import export_generator
+from g2g.networks.discriminators import ProjectionDiscriminator
 from g2g.networks.funit import (FUNIT_ANIMALS, funit_config_from_state_dict, funit_key_map,
                                 init_from_funit_checkpoint, load_funit_checkpoint, load_funit_state_dict,
                                 to_funit_state_dict)
@@ -324,6 +325,36 @@ def test_swap_names_a_torch_file_that_is_no_funit_checkpoint(tmp_path, capsys):
     assert main(["swap", str(a), str(a), "--model", str(tmp_path / "last.ckpt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("g2g: error: ") and err.count("\n") == 1 and "last.ckpt" in err and "gen_test" in err
+
+
+# --- FUNIT's projection discriminator ------------------------------------------------------------
+
+
+def test_projection_discriminator_shapes_and_class_selection():
+    torch.manual_seed(0)
+    d = ProjectionDiscriminator(num_classes=5, nf=4, n_res_blocks=6)  # 3 pairs: two poolings
+    x, y = _images(3, 3, 16, 16, seed=8), torch.tensor([4, 0, 2])
+    scores, features = d(x, y)
+    assert scores.shape == (3, 1, 4, 4) and features.shape == (3, 32, 4, 4)  # every pair doubles: 4 → 32
+    maps, _ = d.score_maps(x)
+    assert maps.shape == (3, 5, 4, 4)
+    assert all(torch.equal(scores[i, 0], maps[i, y[i]]) for i in range(3))
+    assert not torch.equal(d(x, torch.tensor([3, 0, 2]))[0][0], scores[0])
+    with pytest.raises(ValueError, match="even"):
+        ProjectionDiscriminator(num_classes=5, n_res_blocks=5)
+
+
+def test_projection_discriminator_r1_penalties():
+    torch.manual_seed(0)
+    d = ProjectionDiscriminator(num_classes=3, nf=4, n_res_blocks=4)
+    real = _images(2, 3, 16, 16, seed=9).requires_grad_(True)
+    scores, _ = d(real, torch.tensor([1, 2]))
+    r1, r1_funit = losses.r1_penalty(scores, real), losses.r1_penalty_funit(scores, real)
+    assert r1 > 0 and r1.requires_grad
+    n = scores.numel()  # FUNIT differentiates the mean of all B·h·w scores
+    torch.testing.assert_close(r1_funit, r1 * 2 / n ** 2, rtol=1e-4, atol=0)
+    r1_funit.backward()  # the penalty trains the discriminator (the final bias does not move ∇ₓD)
+    assert all(p.grad is not None for name, p in d.named_parameters() if name != "classifier.bias")
 
 
 # --- the full SPEC §5.3 generator, run once at 128 px (~3 s on one CPU thread) ---------------------
