@@ -36,10 +36,12 @@ def train(argv: list[str]) -> int:
 
 # ---- swap / grid ----
 
-def _load_images(paths: list[str], size: int):
+def _load_images(paths: list[str], config):
+    """Images as the model expects them: FUNIT models get FUNIT's test-time transform (both sides
+    resized to image_size, no crop), G2G models a resize of the shorter side and a centre crop."""
     import torch
     from .data.datasets import load_image
-    return torch.stack([load_image(p, size) for p in paths])
+    return torch.stack([load_image(p, config.image_size, crop=config.arch != "funit") for p in paths])
 
 
 def swap(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def swap(args: argparse.Namespace) -> int:
     import torch
     from .inference import load
     model = load(args.model)
-    x = _load_images([args.image1, args.image2], model.config.image_size)
+    x = _load_images([args.image1, args.image2], model.config)
     res = model.swap(x[:1], x[1:])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,7 @@ def grid(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
     from .inference import load
     model = load(args.model)
-    x = _load_images(args.images, model.config.image_size)
+    x = _load_images(args.images, model.config)
     g = model.grid(x)  # (N, N, 3, H, W): row i = class of image i, column j = content of image j
     save_image(g.flatten(0, 1).cpu() * 0.5 + 0.5, args.out, nrow=len(args.images))
     print(f"wrote {args.out} (rows: class of image i, columns: content of image j)")
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("swap", help="mix two images both ways and reassemble them")
     s.add_argument("image1", help="gives the content of m1 and the class of m2")
     s.add_argument("image2", help="gives the content of m2 and the class of m1")
-    s.add_argument("--model", required=True, help="exported model (.safetensors or its folder)")
+    s.add_argument("--model", required=True,
+                   help="exported model (.safetensors or its folder) or a FUNIT generator checkpoint (.pt)")
     s.add_argument("--out", default="outputs/swap", help="output folder (default: %(default)s)")
     s.set_defaults(func=swap)
 

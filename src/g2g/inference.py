@@ -49,12 +49,25 @@ def _resolve(path: str | Path) -> Path:
         path = path / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path} (give a .safetensors file written by "
-                                f"`g2g export` or `g2g train`)")
+                                f"`g2g export` or `g2g train`, or a FUNIT generator checkpoint)")
     return path
 
 
+def _is_torch_file(path: Path) -> bool:
+    """torch.save output: a zip archive (torch >= 1.6) or a bare pickle (older files, such as NVIDIA's
+    2019 FUNIT checkpoints). A safetensors file starts with an 8-byte header length and then '{'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[8:9] != b"{")
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """An exported model (safetensors + config) or NVIDIA's FUNIT generator checkpoint ({'gen',
+    'gen_test'}, whose EMA generator 'gen_test' is used), as a Generator in eval mode."""
     path = _resolve(path)
+    if path.is_file() and _is_torch_file(path):
+        from .networks.funit import load_funit_checkpoint
+        return load_funit_checkpoint(path).to(device).eval()
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -122,5 +135,6 @@ class G2GModel:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> G2GModel:
-    """Load an exported model (.safetensors file or a folder holding model.safetensors)."""
+    """Load an exported model (.safetensors file or a folder holding model.safetensors), or a FUNIT
+    generator checkpoint as NVIDIA published them (`animal149_gen.pt`)."""
     return G2GModel(load_generator(path, device))

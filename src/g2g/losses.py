@@ -84,3 +84,10 @@ def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1: ½‖∇D(x)‖² on real images (`real` must require grad when D is evaluated)."""
     (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
     return 0.5 * grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
+def r1_penalty_funit(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """FUNIT's R1 (`calc_grad2`): ‖∇ₓ mean(D(x))‖² summed, divided by the batch size. The gradient of the
+    mean over all N = B·h·w scores makes it 2/N² times `r1_penalty`: FUNIT's weight 10 means this one."""
+    (grad,) = torch.autograd.grad(real_scores.mean(), real, create_graph=True)
+    return grad.pow(2).sum() / real.shape[0]

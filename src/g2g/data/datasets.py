@@ -94,11 +94,13 @@ def _open_rgb(path: Path) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
+def load_image(path: str | Path, size: int, crop: bool = True) -> torch.Tensor:
     """Read one image file -> (3, size, size) float in [-1, 1].
 
     Any PIL-readable mode (grey, RGBA, palette, 16-bit) is converted to RGB; the shorter side is
-    resized to `size` (antialiased bilinear), then the centre is cropped to a square.
+    resized to `size` (antialiased bilinear), then the centre is cropped to a square. crop=False resizes
+    both sides to `size` instead, ignoring the aspect ratio (FUNIT's test-time transform); an image of
+    that size is left as it is.
     """
     path = Path(path)
     _check_size(size, 1)
@@ -106,7 +108,11 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
         raise FileNotFoundError(f"image file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory; expected an image file ({', '.join(IMAGE_EXTENSIONS)})")
-    img = TF.center_crop(TF.resize(_open_rgb(path), size), [size, size])
+    img = _open_rgb(path)
+    if crop:
+        img = TF.center_crop(TF.resize(img, size), [size, size])
+    elif img.size != (size, size):
+        img = TF.resize(img, [size, size])
     return TF.pil_to_tensor(img).float() / 127.5 - 1.0  # (3, size, size)
 
 

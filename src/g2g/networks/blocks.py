@@ -130,3 +130,13 @@ class MLP(nn.Module):
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def init_kaiming(module: nn.Module) -> None:
+    """FUNIT's `kaiming` initialisation: He-normal (fan-in) weights and zero biases for every convolution
+    and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

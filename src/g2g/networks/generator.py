@@ -1,5 +1,7 @@
 """The G2G generator: content encoder E_A, class encoder E_B and AdaIN decoder G, built from one
-typed config that travels with the weights (an exported model needs nothing else)."""
+typed config that travels with the weights (an exported model needs nothing else). `arch` picks the
+networks: this package's (`g2g`) or FUNIT's FewShotGen (`funit`, networks/funit.py), which loads
+NVIDIA's published checkpoints."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -9,27 +11,43 @@ from torch import nn
 
 from .decoders import AdaINDecoder
 from .encoders import ClassEncoder, ContentEncoder
+from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
+
+ARCHS = ("g2g", "funit")
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of the generator. Defaults: the small 32 px model of the `g2g` demo preset."""
+    """Architecture of the generator. Defaults: the small 32 px model of the `g2g` demo preset.
+    FUNIT's hyper-parameters by their names here: nf, n_res_blks = n_res_content = n_res_decoder,
+    nf_mlp = mlp_dim, latent_dim = class_dim, n_mlp_blks = n_mlp, n_downs_content, n_downs_class."""
 
+    arch: str = "g2g"             # "g2g" or "funit" (FUNIT's FewShotGen layout, loads NVIDIA's checkpoints)
     image_size: int = 32          # input and output side in pixels
     channels: int = 3             # image channels
     nf: int = 32                  # base width of all three networks
     n_downs_content: int = 2      # content code side = image_size / 2**n_downs_content
-    content_channels: int = 2     # content code channels: the content bottleneck
+    content_channels: int = 2     # content code channels: the bottleneck (funit: always nf·2**n_downs_content)
     n_res_content: int = 1        # residual blocks in the content encoder
     n_downs_class: int = 3        # downsamplings of the class encoder before global pooling
     class_dim: int = 64           # class code length
     n_res_decoder: int = 2        # AdaIN residual blocks at the content code's resolution
     mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP
     n_mlp: int = 2                # linear layers of that MLP
-    max_channels: int = 256       # channel cap in all networks
-    decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
+    max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
+    decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
+                                  # only; g2g only)
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+        if self.arch == "funit":
+            if (self.decoder_norm != "adain" or self.n_downs_class < 2 or self.n_mlp < 2
+                    or self.n_res_decoder < 1):
+                raise ValueError("arch 'funit' needs decoder_norm 'adain', n_downs_class >= 2, n_mlp >= 2 "
+                                 "and n_res_decoder >= 1 (FUNIT's FewShotGen has no other forms)")
+            # FUNIT's content code is the content encoder's last feature map: no bottleneck projection
+            object.__setattr__(self, "content_channels", self.nf * 2 ** self.n_downs_content)
         if self.decoder_norm not in ("adain", "film"):
             raise ValueError(f"decoder_norm must be 'adain' or 'film', not {self.decoder_norm!r}")
         if self.image_size % 2 ** self.n_downs_content:
@@ -60,12 +78,18 @@ class Generator(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
-                                              c.content_channels, c.max_channels)
-        self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
-        self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
-                                    c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels,
-                                    normalize=c.decoder_norm == "adain")
+        if c.arch == "funit":
+            self.content_encoder = FunitContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content)
+            self.class_encoder = FunitClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim)
+            self.decoder = FunitDecoder(c.content_channels, c.class_dim, c.n_downs_content, c.n_res_decoder,
+                                        c.mlp_dim, c.n_mlp, c.channels)
+        else:
+            self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
+                                                  c.content_channels, c.max_channels)
+            self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+            self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
+                                        c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels,
+                                        normalize=c.decoder_norm == "adain")
 
     def encode_content(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, content_channels, h, w)"""
