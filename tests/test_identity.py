@@ -155,6 +155,7 @@ def test_frozen_and_always_in_eval_mode_but_passes_gradients(net):
     assert x.grad is not None and x.grad.abs().sum() > 0 and target.grad is None
 
 
+@pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode")  # the frozen network, by design
 def test_stays_in_eval_mode_during_a_lightning_fit(tmp_path):
     import lightning as L
 

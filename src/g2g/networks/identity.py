@@ -118,12 +118,11 @@ class IdentityNet(nn.Module):
         problem = None
         missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
         unexpected = [k for k in state if k not in own]
-        if missing:
-            problem = f"missing parameter {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        elif unexpected:
-            problem = f"unexpected parameter {unexpected[0]!r}" + (
-                f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
-        else:
+        for kind, names in (("missing", missing), ("unexpected", unexpected)):
+            if names and problem is None:
+                more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+                problem = f"{kind} parameter {names[0]!r}{more}"
+        if problem is None:
             for k, v in state.items():
                 if not isinstance(v, torch.Tensor) or v.shape != own[k].shape:
                     shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
