@@ -1,4 +1,4 @@
-"""`g2g` command line: train, swap, grid, eval, export, demo.
+"""`g2g` command line: train, swap, grid, eval, export, demo, identity.
 
 `train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
 overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
@@ -92,6 +92,18 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def identity(args: argparse.Namespace) -> int:
+    import torch
+    from .networks.identity import INPUT_SIZE, IdentityNet
+    net = IdentityNet.from_file(args.weights)
+    with torch.no_grad():
+        f = net(_load_images([args.image1, args.image2], INPUT_SIZE))  # (2, 2048)
+    cosine = torch.nn.functional.cosine_similarity(f[:1], f[1:]).item()
+    print(f"cosine similarity: {cosine:.4f}")
+    print(f"L2 distance: {(f[0] - f[1]).norm().item():.4f}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     run_demo(args.out, args.preset, args.overrides)
@@ -137,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
     d.add_argument("overrides", nargs="*", help="extra `g2g train` options, e.g. --trainer.max_time=00:00:02:00")
     d.set_defaults(func=demo)
+
+    i = sub.add_parser("identity", help="face identity similarity of two images (VGGFace2 ResNet-50 features)")
+    i.add_argument("image1", help="first face image (resized to 224 px, centre-cropped)")
+    i.add_argument("image2", help="second face image")
+    i.add_argument("--weights", required=True, help="VGGFace2 resnet50_ft PyTorch state dict (.pth), as published")
+    i.set_defaults(func=identity)
     return p
 
 

@@ -6,7 +6,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from .pairing import PairDataset, StepBatchSampler, collate_batch
 
-DATASETS = ("shapes", "digits", "folder")
+DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals")
+# what --data.root must point at, for the datasets read from disk (data/real.py)
+ROOTS = {"unlabelled": "a folder of images, any depth", "celeba": "the CelebA folder (img_align_celeba/, "
+         "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)"}
 
 
 def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
@@ -25,6 +28,15 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
         # root/train|val|test when the folder is split on disk, else a seeded 80/10/10 split per class
         return ImageFolderDataset(root, size=image_size, split=split, skip_bad_images=skip_bad_images,
                                   seed=seed)
+    if name in ROOTS:
+        from . import real
+        if not root:
+            raise ValueError(f"dataset {name!r} needs a root: pass --data.root DIR ({ROOTS[name]})")
+        if name == "celeba":  # official partition file split, identity labels
+            return real.CelebADataset(root, split, image_size, skip_bad_images)
+        if name == "animals":  # FUNIT's train list (119 classes); val and test: its test list (30 classes)
+            return real.AnimalFacesDataset(root, split, image_size, skip_bad_images=skip_bad_images)
+        return real.UnlabelledFolderDataset(root, image_size, split, skip_bad_images, seed)
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
@@ -37,7 +49,8 @@ class G2GDataModule(L.LightningDataModule):
                  panel_size: int = 8, skip_bad_images: bool = False):
         """
         Args:
-            dataset: 'shapes' (built-in, ground truth), 'digits' (built-in, real) or 'folder' (root/<class>/*.png).
+            dataset: 'shapes' (built-in, ground truth), 'digits' (built-in, real), 'folder' (root/<class>/*.png),
+                'unlabelled' (every image under root, random pairs), 'celeba' or 'animals' (FUNIT Animal Faces).
             root: dataset folder, for datasets read from disk.
             image_size: side of the square images the model sees.
             batch_size: pairs per step (each pair is two images).
