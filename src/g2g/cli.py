@@ -38,10 +38,12 @@ def train(argv: list[str]) -> int:
 
 def _load_images(paths: list[str], config):
     """Images as the model expects them: FUNIT models get FUNIT's test-time transform (both sides
-    resized to image_size, no crop), G2G models a resize of the shorter side and a centre crop."""
+    resized to image_size, no crop), G2G models a resize of the shorter side and a centre crop.
+    `config` is a GeneratorConfig or a plain side length in pixels (centre crop)."""
     import torch
     from .data.datasets import load_image
-    return torch.stack([load_image(p, config.image_size, crop=config.arch != "funit") for p in paths])
+    size, crop = (config, True) if isinstance(config, int) else (config.image_size, config.arch != "funit")
+    return torch.stack([load_image(p, size, crop=crop) for p in paths])
 
 
 def swap(args: argparse.Namespace) -> int:
