@@ -1,5 +1,6 @@
 """`g2g eval`: the report's structure, its baselines and its CLI, on a tiny untrained model."""
 import json
+import sys
 
 import torch
 
@@ -20,21 +21,42 @@ def test_pairs_have_different_classes():
     assert len(i) == 200 and bool((labels[i] != labels[j]).all())
 
 
+# stand-ins for the external judges (the real ones need weights that tests may not download)
+STAND_INS = {"lpips": lambda pred, target: (pred - target).abs().mean(dim=(1, 2, 3)),
+             "inception": torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten()),
+             "identity": torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())}
+
+
 def test_report_on_shapes_has_every_section(tiny_config, tmp_path):
     path = _export(tiny_config, tmp_path)
-    report = run_eval(path, data="shapes", out_dir=tmp_path / "eval", n_pairs=200, classifier_seconds=3)
+    report = run_eval(path, data="shapes", out_dir=tmp_path / "eval", n_pairs=200, classifier_seconds=3,
+                      n_probe=500, dci_repeats=2, k_shots=(1, 3), networks=STAND_INS)
     for split in ("seen_classes", "heldout_classes"):
         r = report[split]
-        for key in ("short_reconstruction", "long_reconstruction", "swap", "class_transfer",
-                    "class_from_content_probe", "content_from_class_r2"):
+        for key in ("short_reconstruction", "long_reconstruction", "reassembly", "swap", "class_transfer",
+                    "few_shot", "copy_through", "code_cycle", "class_from_content_probe",
+                    "class_from_content_mlp_probe", "content_from_class_r2", "content_from_class_mlp_r2",
+                    "dci", "realism", "identity_similarity"):
             assert key in r, (split, key)
         # an untrained model cannot beat copying the content source by much, nor reach the classifier
         assert r["swap"]["psnr"] < r["swap"]["baseline_copy_content_source_psnr"] + 6
         assert 0 <= r["class_transfer"]["accuracy"] <= 1
+        assert set(r["few_shot"]) == {"k1", "k3"}
+        assert r["few_shot"]["k1"]["class_transfer"]["accuracy"] == r["class_transfer"]["accuracy"]
+        assert set(r["copy_through"]) >= {"true_render", "reconstruction"}
+        assert r["dci"]["blocks"] == ["class", "content"] and len(r["dci"]["factors"]) == 6
+        for metric in (r["swap"], r["reassembly"], r["dci"], r["realism"], r["identity_similarity"],
+                       r["code_cycle"]["class"], r["class_from_content_mlp_probe"], r["content_from_class_r2"]):
+            assert any(k.endswith("ci95") and v is not None for k, v in metric.items()), metric
+        assert "lpips" in r["swap"] and "fid_real_reference" in r["realism"]
+    assert report["skipped"] == {}
+    assert {"torch", "torchvision", "lightning", "numpy", "scikit-learn", "g2g"} <= set(report["versions"])
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["seen_classes"]["swap"]["psnr"] == report["seen_classes"]["swap"]["psnr"]
     md = (tmp_path / "eval" / "metrics.md").read_text()
-    assert "swap PSNR vs true render" in md and "| metric |" in md
+    for row in ("swap PSNR vs true render", "| metric |", "DCI disentanglement", "copy-through", "3-shot",
+                "code cycle", "MLP probe", "FID", "identity similarity", "Versions: "):
+        assert row in md, row
 
 
 def test_copying_the_content_source_scores_the_copy_baseline(tiny_config, tmp_path):
@@ -49,10 +71,14 @@ def test_copying_the_content_source_scores_the_copy_baseline(tiny_config, tmp_pa
     assert copy < 20 < perfect
 
 
-def test_eval_cli(tiny_config, tmp_path, capsys):
+def test_eval_cli(tiny_config, tmp_path, capsys, monkeypatch):
     path = _export(tiny_config, tmp_path)
+    weights = tmp_path / "resnet50_ft_weight.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "g2g.networks.identity", None)  # the identity module is not installed
     code = main(["eval", str(path), "--data", "digits", "--out", str(tmp_path / "e"), "--pairs", "100",
-                 "--classifier-seconds", "2"])
+                 "--classifier-seconds", "2", "--k-shots", "1", "2", "--identity", str(weights)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "class transfer accuracy" in out and (tmp_path / "e" / "metrics.md").exists()
+    assert "class transfer accuracy" in out and "2-shot" in out and (tmp_path / "e" / "metrics.md").exists()
+    assert "not measured: identity similarity: g2g.networks.identity is not part of this installation" in out

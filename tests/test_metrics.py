@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from g2g.evaluation.intervals import bootstrap_ratio_ci, seed_ci
 from g2g.evaluation.metrics import (
     PSNR_CAP_DB,
     bootstrap_ci,
@@ -17,7 +18,9 @@ from g2g.evaluation.metrics import (
     flat_image_baseline,
     image_metrics,
     linear_probe,
+    mlp_factor_r2,
     mlp_probe,
+    per_image_metrics,
     per_image_psnr,
     train_classifier,
 )
@@ -90,6 +93,47 @@ def test_probe_on_random_codes_is_near_chance(probe):
     labels = rng.integers(0, 5, 2000)
     out = probe(rng.normal(size=(2000, 64)), labels)
     assert abs(out["accuracy"] - out["chance"]) < 0.06
+
+
+def test_per_image_metrics_and_intervals():
+    x = _images(n=8)
+    y = x.clone()
+    y[4:] += 0.2  # four perfect images, four at 20 dB
+    per = per_image_metrics(y, x)
+    assert per["psnr"].tolist() == pytest.approx([PSNR_CAP_DB] * 4 + [20.0] * 4, abs=1e-3)
+    assert per["ssim"].shape == (8,) and per["ssim"][:4].tolist() == pytest.approx([1.0] * 4, abs=1e-5)
+    m = image_metrics(y, x, ci=True)
+    assert m["psnr"] == pytest.approx(60.0, abs=1e-3)
+    assert m["psnr_ci95"][0] < 60 < m["psnr_ci95"][1] and m["l1_ci95"][0] <= m["l1"] <= m["l1_ci95"][1]
+
+
+def test_probe_interval_brackets_its_accuracy():
+    codes, labels = _class_codes(n=600, noise=2.0)  # a weak code: accuracy well inside (0, 1)
+    out = linear_probe(codes, labels)
+    assert out["ci95"][0] < out["accuracy"] < out["ci95"][1]
+    assert out["ci95"][1] - out["ci95"][0] < 0.2
+
+
+def test_ratio_and_seed_intervals_known_cases():
+    rng = np.random.default_rng(0)
+    short = rng.uniform(1, 2, 500)
+    lo, hi = bootstrap_ratio_ci(1.5 * short, short)  # paired: the ratio is exactly 1.5 in every resample
+    assert lo == pytest.approx(1.5) and hi == pytest.approx(1.5)
+    lo, hi = bootstrap_ratio_ci(rng.uniform(1, 2, 500) * 1.5, short)
+    assert lo < 1.5 < hi
+    lo, hi = seed_ci([1.0, 2.0, 3.0])  # mean 2, s 1, t(0.975, 2) = 4.303
+    assert (lo, hi) == pytest.approx((2 - 4.303 / math.sqrt(3), 2 + 4.303 / math.sqrt(3)), abs=1e-3)
+
+
+def test_mlp_factor_r2_reads_a_nonlinear_factor():
+    rng = np.random.default_rng(0)
+    factor = rng.uniform(0, 1, (1500, 1))
+    angle = 2 * np.pi * factor
+    features = np.concatenate([np.cos(angle), np.sin(angle)], 1)  # a circle: no linear read-out of the angle
+    assert mlp_factor_r2(features, factor)["mean"] > 0.9
+    assert factor_r2(features, factor)["mean"] < 0.8
+    random = mlp_factor_r2(rng.normal(size=(1500, 8)), factor)
+    assert random["mean"] < 0.05 and random["ci95"][0] < random["mean"] < random["ci95"][1]
 
 
 def test_factor_r2_known_cases():

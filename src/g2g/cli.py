@@ -81,7 +81,8 @@ def grid(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from .evaluation.report import run_eval
     report = run_eval(args.model, data=args.data, root=args.root, out_dir=args.out, seed=args.seed,
-                      n_pairs=args.pairs, classifier_seconds=args.classifier_seconds)
+                      n_pairs=args.pairs, classifier_seconds=args.classifier_seconds, identity=args.identity,
+                      k_shots=tuple(args.k_shots))
     print(report["markdown"])
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
     return 0
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pairs", type=int, default=2000, help="test pairs to evaluate (default: %(default)s)")
     e.add_argument("--classifier-seconds", type=float, default=60.0,
                    help="training time budget of the independent classifier (default: %(default)s)")
+    e.add_argument("--identity", default=None, metavar="FILE",
+                   help="VGGFace2 resnet50_ft weights: adds identity similarity of m1 to x2 (default: skipped)")
+    e.add_argument("--k-shots", type=int, nargs="+", default=[1, 5], metavar="K",
+                   help="class references per class code for K-shot class transfer (default: 1 5)")
     e.set_defaults(func=evaluate)
 
     x = sub.add_parser("export", help="write the EMA generator of a training checkpoint as safetensors + JSON")

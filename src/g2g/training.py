@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .callbacks import CopyThroughAlarm
 from .data.datamodule import G2GDataModule
 from .inference import atomic_write, export_generator
 from .module import G2GModule
@@ -62,6 +63,8 @@ class G2GCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="training checkpoint to resume from (optimisers, EMA, step, data order)")
+        # a configurable default callback (trainer_defaults callbacks cannot take options): --copy_through.*
+        parser.add_lightning_class_args(CopyThroughAlarm, "copy_through")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if not self._get(self.config_init, "trainer", default={}).get("plugins"):

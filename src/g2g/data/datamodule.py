@@ -99,12 +99,13 @@ class G2GDataModule(L.LightningDataModule):
                           num_workers=self.hparams.num_workers,
                           persistent_workers=False)
 
-    def panel_batch(self) -> dict:
-        """A fixed batch of pairs (validation split when there is one) for image panels."""
+    def panel_batch(self, n: int | None = None) -> dict:
+        """A fixed batch of n pairs (default panel_size; validation split when there is one) for image
+        panels and the copy-through alarm."""
         h = self.hparams
         try:
             base = self._base("val")
         except ValueError:
             base = self.train_set.base
         pairs = PairDataset(base, self.train_set.supervised, h.k_refs, seed=h.seed + 1)
-        return pairs.__getitems__(list(range(h.panel_size)))
+        return pairs.__getitems__(list(range(h.panel_size if n is None else n)))

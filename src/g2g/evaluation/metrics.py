@@ -1,4 +1,5 @@
-"""Metric primitives for SPEC §7: image fidelity, probes for leakage, DCI, an independent classifier.
+"""Metric primitives for SPEC §7: image fidelity, probes for leakage, DCI, an independent classifier,
+the copy-through test, and 95 % intervals (bootstrap over test items, or t over seeds).
 
 Images are float NCHW in [-1, 1]. Codes are given per image; a spatial content code is flattened to a
 vector before probing. Every function is pure (seeded, no global state changed) and vectorised.
@@ -6,19 +7,24 @@ vector before probing. Every function is pure (seeded, no global state changed) 
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from .intervals import bootstrap_ci, r2_ci
 
 PSNR_CAP_DB = 100.0  # identical images: PSNR is infinite; 100 dB (MSE 1e-10 on [0, 1]) keeps means finite
 
@@ -36,21 +42,32 @@ def per_image_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return psnr.clamp(max=PSNR_CAP_DB)
 
 
-def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Mean L1, PSNR (dB) and SSIM of two (N, C, H, W) batches in [-1, 1], all on the [0, 1] scale.
+def per_image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1, PSNR (dB) and SSIM of each image pair of two (N, C, H, W) batches in [-1, 1], on the [0, 1] scale.
 
-    PSNR is the mean of per-image PSNRs (not the PSNR of the pooled MSE), so one perfect image cannot
-    dominate; each is capped at 100 dB. SSIM uses a Gaussian window of 11 (σ 1.5) from 64 px up, 7 (σ 1.0)
-    from 16 px, else 3 (σ 0.5), so the window fits small images.
+    Each value is (N,). PSNR is capped at 100 dB. SSIM uses a Gaussian window of 11 (σ 1.5) from 64 px
+    up, 7 (σ 1.0) from 16 px, else 3 (σ 0.5), so the window fits small images.
     """
     _check_images(pred, target)
     p, t = (pred.float() + 1) / 2, (target.float() + 1) / 2
     size = min(p.shape[-2:])
     kernel, sigma = (11, 1.5) if size >= 64 else (7, 1.0) if size >= 16 else (3, 0.5)
     ssim = structural_similarity_index_measure(p, t, gaussian_kernel=True, kernel_size=kernel, sigma=sigma,
-                                               data_range=1.0)
-    return {"l1": (p - t).abs().mean().item(), "psnr": per_image_psnr(pred, target).mean().item(),
-            "ssim": float(ssim)}
+                                               data_range=1.0, reduction="none")
+    return {"l1": (p - t).abs().mean(dim=(1, 2, 3)), "psnr": per_image_psnr(pred, target), "ssim": ssim}
+
+
+def image_metrics(pred: torch.Tensor, target: torch.Tensor, ci: bool = False, seed: int = 0) -> dict:
+    """Mean L1, PSNR (dB) and SSIM of two (N, C, H, W) batches in [-1, 1] (see per_image_metrics).
+
+    PSNR is the mean of per-image PSNRs (not the PSNR of the pooled MSE), so one perfect image cannot
+    dominate. With ci, also "<name>_ci95": 95 % bootstrap intervals of each mean over the images.
+    """
+    per_image = per_image_metrics(pred, target)
+    out = {k: v.mean().item() for k, v in per_image.items()}
+    if ci:
+        out.update({f"{k}_ci95": list(bootstrap_ci(v, seed=seed)) for k, v in per_image.items()})
+    return out
 
 
 def flat_image_baseline(target: torch.Tensor) -> torch.Tensor:
@@ -85,17 +102,22 @@ def _split(n: int, labels: np.ndarray | None, seed: int, test_fraction: float):
 def _probe(model, features, labels, seed: int, test_fraction: float) -> dict:
     x, y = _as_matrix(features), _as_labels(labels)
     train, test = _split(len(x), y, seed, test_fraction)
-    clf = make_pipeline(StandardScaler(), model).fit(x[train], y[train])
+    with warnings.catch_warnings():  # the iteration cap is the probe's budget; its score says what it reached
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = make_pipeline(StandardScaler(), model).fit(x[train], y[train])
+    hits = clf.predict(x[test]) == y[test]
     counts = np.unique(y[test], return_counts=True)[1]
-    return {"accuracy": float((clf.predict(x[test]) == y[test]).mean()), "chance": float(counts.max() / len(test)),
-            "n_classes": int(len(np.unique(y))), "n_train": int(len(train)), "n_test": int(len(test))}
+    return {"accuracy": float(hits.mean()), "ci95": list(bootstrap_ci(hits, seed=seed)),
+            "chance": float(counts.max() / len(test)), "n_classes": int(len(np.unique(y))),
+            "n_train": int(len(train)), "n_test": int(len(test))}
 
 
 def linear_probe(features, labels, seed: int = 0, test_fraction: float = 0.3) -> dict:
     """Held-out accuracy of a logistic regression predicting labels from (N, ...) features.
 
-    Returns {"accuracy", "chance", "n_classes", "n_train", "n_test"}; chance is the frequency of the most
-    common class in the test part, the goal for a content code that holds no class.
+    Returns {"accuracy", "ci95", "chance", "n_classes", "n_train", "n_test"}; chance is the frequency of
+    the most common class in the test part, the goal for a content code that holds no class; ci95 is a
+    bootstrap interval over the test part.
     """
     model = LogisticRegression(max_iter=1000, random_state=seed)
     return _probe(model, features, labels, seed, test_fraction)
@@ -107,18 +129,33 @@ def mlp_probe(features, labels, seed: int = 0, test_fraction: float = 0.3, hidde
     return _probe(model, features, labels, seed, test_fraction)
 
 
+def _regress(model, features, factors, seed: int, test_fraction: float) -> dict:
+    x, f = _as_matrix(features), _as_matrix(factors)
+    train, test = _split(len(x), None, seed, test_fraction)
+    with warnings.catch_warnings():  # as in _probe
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x[train], f[train] if f.shape[1] > 1 else f[train, 0])
+    pred = model.predict(x[test]).reshape(len(test), -1)
+    r2 = r2_score(f[test], pred, multioutput="raw_values")
+    return {"r2": [float(v) for v in r2], "mean": float(r2.mean()), "ci95": list(r2_ci(f[test], pred, seed))}
+
+
 def factor_r2(features, factors, seed: int = 0, test_fraction: float = 0.3) -> dict:
     """Held-out R² of ridge regressions predicting each continuous factor (column) from features.
 
-    features (N, ...), factors (N, K) or (N,). Returns {"r2": [K floats], "mean": float}, unclipped: 0 is
-    the goal for leakage (e.g. content factors from class codes), and negative means worse than the mean.
+    features (N, ...), factors (N, K) or (N,). Returns {"r2": [K floats], "mean": float, "ci95"},
+    unclipped: 0 is the goal for leakage (e.g. content factors from class codes), and negative means
+    worse than the mean; ci95 is a bootstrap interval of the mean R² over the test part.
     """
-    x, f = _as_matrix(features), _as_matrix(factors)
-    train, test = _split(len(x), None, seed, test_fraction)
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15), alpha_per_target=True))
-    model.fit(x[train], f[train])
-    r2 = r2_score(f[test], model.predict(x[test]).reshape(len(test), -1), multioutput="raw_values")
-    return {"r2": [float(v) for v in r2], "mean": float(r2.mean())}
+    return _regress(model, features, factors, seed, test_fraction)
+
+
+def mlp_factor_r2(features, factors, seed: int = 0, test_fraction: float = 0.3, hidden: int = 256) -> dict:
+    """As factor_r2 with a one-hidden-layer MLP (standardised inputs and targets, early stopping)."""
+    mlp = MLPRegressor(hidden_layer_sizes=(hidden,), early_stopping=True, max_iter=200, random_state=seed)
+    model = make_pipeline(StandardScaler(), TransformedTargetRegressor(mlp, transformer=StandardScaler()))
+    return _regress(model, features, factors, seed, test_fraction)
 
 
 class Classifier(nn.Module):
@@ -208,14 +245,24 @@ def _normalised_entropy(p: np.ndarray, axis: int) -> np.ndarray:
 
 
 def dci(codes: dict, factors: dict, discrete: set, factor_groups: dict | None = None, seed: int = 0,
-        max_samples: int = 2000, n_estimators: int = 50, test_fraction: float = 0.3) -> dict:
+        max_samples: int = 2000, n_estimators: int = 50, test_fraction: float = 0.3,
+        importance: str = "permutation", n_permutations: int = 3) -> dict:
     """Block-level DCI (Eastwood & Williams 2018): each code block (e.g. "content", "class") is one unit.
 
     codes: {block: (N, ...) codes}; factors: {name: (N,) values}; discrete: names of the categorical
-    factors (random-forest classifier; the others use a regressor). Importance of block j for factor k is
-    the sum of the forest's impurity importances over j's dimensions (each factor's column sums to 1).
-    Disentanglement = Σ_j ρ_j (1 − H_K(P_j·)), ρ_j the block's share of all importance; completeness = mean
-    over factors of 1 − H_B(P_·k); informativeness = mean held-out accuracy (discrete) or R² (continuous).
+    factors (random-forest classifier; the others use a regressor), fitted per factor on all blocks.
+    Importance of block j for factor k:
+    - "permutation" (default): how much the held-out score (accuracy, or R²) drops when block j's rows
+      are shuffled jointly (its columns keep their relations, their link to the factor is cut), the
+      shuffled score floored at chance (majority-class rate, or R² 0), averaged over n_permutations;
+    - "impurity": the sum of the forest's impurity importances over j's dimensions (columns sum to 1).
+      This credits a block with the noise splits a deep forest makes on its many dimensions: a class
+      block of 30 one-hot dimensions takes ~7 % of every content factor, so a perfectly disentangled code
+      scores ~0.75; permutation credits a block only with what the prediction needs from it.
+    Disentanglement = Σ_j ρ_j (1 − H_G(P_j·)), ρ_j the block's share of all importance; completeness =
+    mean over factors that some block predicts of 1 − H_B(P_·k); informativeness = mean held-out
+    accuracy (discrete) or R² (continuous). A factor no block predicts has zero importance and so no
+    weight in either.
 
     factor_groups ({factor: group}, e.g. shape → "class", position → "content") sums importance within
     each group before the disentanglement entropy, so a content block that holds several content factors
@@ -226,6 +273,8 @@ def dci(codes: dict, factors: dict, discrete: set, factor_groups: dict | None = 
     blocks, names = list(codes), list(factors)
     if not blocks or not names:
         raise ValueError("dci needs at least one code block and one factor")
+    if importance not in ("permutation", "impurity"):
+        raise ValueError(f"importance must be 'permutation' or 'impurity', not {importance!r}")
     unknown = set(discrete) - set(names)
     if unknown:
         raise ValueError(f"discrete factors {sorted(unknown)} are not among the factors {names}")
@@ -240,43 +289,85 @@ def dci(codes: dict, factors: dict, discrete: set, factor_groups: dict | None = 
     keep = rng.permutation(len(x))[:max_samples]
     x = x[keep]
     train, test = _split(len(x), None, seed, test_fraction)
-    importance = np.zeros((len(blocks), len(names)))  # (B, K)
+    weights = np.zeros((len(blocks), len(names)))  # (B, K)
     informativeness = {}
     for k, name in enumerate(names):
         y = _as_labels(factors[name])[keep]
-        forest = RandomForestClassifier if name in discrete else RandomForestRegressor
+        is_discrete = name in discrete
+        forest = RandomForestClassifier if is_discrete else RandomForestRegressor
         model = forest(n_estimators=n_estimators, max_features="sqrt", min_samples_leaf=2, random_state=seed,
                        n_jobs=1).fit(x[train], y[train])
-        importance[:, k] = np.bincount(owner, weights=model.feature_importances_, minlength=len(blocks))
-        pred = model.predict(x[test])
-        score = (pred == y[test]).mean() if name in discrete else r2_score(y[test].astype(float), pred)
-        informativeness[name] = float(score)
+
+        def score(features, y_test=y[test]):
+            pred = model.predict(features)
+            return (pred == y_test).mean() if is_discrete else r2_score(y_test.astype(float), pred)
+
+        informativeness[name] = float(score(x[test]))
+        if importance == "impurity":
+            weights[:, k] = np.bincount(owner, weights=model.feature_importances_, minlength=len(blocks))
+            continue
+        floor = np.unique(y[test], return_counts=True)[1].max() / len(test) if is_discrete else 0.0
+        for j in range(len(blocks)):
+            shuffled = []
+            for _ in range(n_permutations):
+                xp = x[test].copy()
+                xp[:, owner == j] = xp[rng.permutation(len(test))][:, owner == j]
+                shuffled.append(max(score(xp), floor))
+            weights[j, k] = max(informativeness[name] - float(np.mean(shuffled)), 0.0)
     group_of = np.array([group_names.index(groups[n]) for n in names])
-    by_group = np.stack([importance[:, group_of == g].sum(1) for g in range(len(group_names))], 1)  # (B, G)
+    by_group = np.stack([weights[:, group_of == g].sum(1) for g in range(len(group_names))], 1)  # (B, G)
     per_block = 1 - _normalised_entropy(by_group, axis=1)  # (B,) over factor groups
-    rho = importance.sum(1) / importance.sum()
-    per_factor = 1 - _normalised_entropy(importance, axis=0)  # (K,) over blocks
-    return {"disentanglement": float((rho * per_block).sum()), "completeness": float(per_factor.mean()),
+    total = weights.sum()
+    rho = weights.sum(1) / total if total > 0 else np.zeros(len(blocks))
+    predicted = weights.sum(0) > 0  # factors some block predicts
+    per_factor = 1 - _normalised_entropy(weights, axis=0)  # (K,) over blocks
+    ungrouped = (rho * (1 - _normalised_entropy(weights, axis=1))).sum()  # each factor its own group
+    return {"disentanglement": float((rho * per_block).sum()),
+            "completeness": float(per_factor[predicted].mean()) if predicted.any() else 0.0,
+            "disentanglement_ungrouped": float(ungrouped),
             "informativeness": float(np.mean(list(informativeness.values()))),
             "disentanglement_per_block": dict(zip(blocks, per_block.tolist())),
-            "completeness_per_factor": dict(zip(names, per_factor.tolist())),
+            "completeness_per_factor": {n: float(c) if p else None
+                                        for n, c, p in zip(names, per_factor, predicted)},
             "informativeness_per_factor": informativeness,
-            "importance": importance.tolist(), "blocks": blocks, "factors": names, "factor_groups": groups,
-            "n_samples": int(len(x))}
+            "importance": weights.tolist(), "importance_kind": importance, "blocks": blocks, "factors": names,
+            "factor_groups": groups, "n_samples": int(len(x))}
 
 
-def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean of (N,) values."""
-    v = _as_matrix(values).reshape(-1)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 4_000_000 // max(len(v), 1))  # resamples per chunk, keeps the index matrix ≤ 32 MB
-    means = np.concatenate([v[rng.integers(0, len(v), (min(chunk, n_boot - i), len(v)))].mean(1)
-                            for i in range(0, n_boot, chunk)])
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def pairwise_cosine(a, b) -> torch.Tensor:
+    """Cosine similarity of the flattened rows of two (N, ...) batches.  # (N,)"""
+    a, b = (torch.as_tensor(_as_matrix(t)) for t in (a, b))
+    return F.cosine_similarity(a, b, dim=1)
 
 
 def cosine_agreement(a, b) -> float:
     """Mean cosine similarity of the flattened rows of two (N, ...) batches."""
-    a, b = (torch.as_tensor(_as_matrix(t)) for t in (a, b))
-    return F.cosine_similarity(a, b, dim=1).mean().item()
+    return pairwise_cosine(a, b).mean().item()
+
+
+def copy_through(mixed: torch.Tensor, content_source: torch.Tensor, target: torch.Tensor | None = None,
+                 reconstruction: torch.Tensor | None = None) -> torch.Tensor:
+    """Which mixed images m1 = G(a1, b2) of pairs of different classes copy their content source x1.  # (N,) bool
+
+    Distances are mean squared errors per image. Give exactly one of:
+    target, the true mixed image t (on `shapes`, render(content of x1, class of x2)): m1 copies through
+    when it is closer to x1 than to t, ‖m1 − x1‖ < ‖m1 − t‖. An identity "model" (m1 = x1) scores 1,
+    the oracle (m1 = t) 0.
+    reconstruction, the short reconstruction x̂1 = G(a1, b1), where no true mixed image exists: m1 copies
+    through when swapping the class code moved the image by no more than x̂1 misses x1,
+    ‖m1 − x̂1‖ ≤ ‖x̂1 − x1‖, i.e. m1 is as good a reconstruction of x1 as x̂1. An identity model
+    (m1 = x̂1 = x1) and a decoder that ignores the class code score 1; a model whose class swap changes
+    the image by more than its reconstruction error scores 0.
+    """
+    if (target is None) == (reconstruction is None):
+        raise ValueError("copy_through needs exactly one of target (true mixed image) or reconstruction")
+    _check_images(mixed, content_source)
+    if target is not None:
+        _check_images(mixed, target)
+        return _mse(mixed, content_source) < _mse(mixed, target)
+    _check_images(mixed, reconstruction)
+    return _mse(mixed, reconstruction) <= _mse(reconstruction, content_source)
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.float() - b.float()).square().mean(dim=(1, 2, 3))  # (N,)

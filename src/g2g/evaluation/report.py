@@ -1,23 +1,78 @@
-"""`g2g eval`: the disentanglement report of SPEC §7 for an exported model (JSON + Markdown)."""
+"""`g2g eval`: the disentanglement report of SPEC §7 for an exported model (JSON + Markdown).
+
+Per split (seen and held-out classes on `shapes`; the test split elsewhere), on test pairs (x1, x2) of
+different classes with m1 = G(a1, b2): reconstruction (short x̂, long r) and the reassembly ratio;
+swap fidelity against the true render (shapes); class transfer judged by an independent classifier,
+with one-shot and K-shot class codes; the copy-through alarm; code-cycle agreement; leakage probes
+(linear and MLP) in both directions; block-level DCI (shapes); and, where their networks are on disk,
+FID/KID, LPIPS and identity similarity. Every number comes with its chance or reference level and a
+95 % interval: bootstrap over test pairs or images, or a t-interval over seeds (DCI) or disjoint
+chunks (FID/KID). Library versions and settings travel with the numbers.
+"""
 from __future__ import annotations
 
 import json
 import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .. import __version__
 from ..inference import G2GModel, atomic_write, load
+from ..wiring import g2g_forward
+from . import external as X
 from . import metrics as M
+from .intervals import bootstrap_ci
+from .markdown import to_markdown
+from .sections import agreement, copy_through, dci_blocks, fidelity, leakage, reassembly
+
+LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy",
+             "safetensors", "torch-fidelity")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What `g2g eval` measures per split and how much work it spends on it."""
+
+    n_pairs: int = 2000                    # test pairs (x1, x2) of different classes
+    seed: int = 0                          # pairs, references, probes, forests and bootstrap resamples
+    k_shots: tuple[int, ...] = (1, 5)      # class references per class code for K-shot class transfer
+    n_probe: int = 3000                    # images used by each probe and DCI fit
+    mlp_probes: bool = True                # MLP probes besides the linear ones
+    dci_repeats: int = 3                   # DCI fits with different seeds (the interval is over them)
+    realism_images: int = 1000             # mixed images for FID/KID (and twice as many real ones)
+    realism_chunks: int = 5                # disjoint chunks FID/KID are averaged over
+    lpips_net: str = "alex"                # LPIPS backbone: alex | vgg | squeeze
+
+    def __post_init__(self):
+        if self.n_pairs < 1 or self.n_probe < 1 or self.dci_repeats < 1 or self.realism_chunks < 1:
+            raise ValueError("n_pairs, n_probe, dci_repeats and realism_chunks must be at least 1")
+        if not self.k_shots or min(self.k_shots) < 1:
+            raise ValueError(f"k_shots must be class-reference counts ≥ 1, got {self.k_shots}")
+        if self.lpips_net not in X.LPIPS_BACKBONES:
+            raise ValueError(f"unknown LPIPS network {self.lpips_net!r}: choose one of {', '.join(X.LPIPS_BACKBONES)}")
+
+
+@dataclass
+class Judges:
+    """Networks that judge the model; None where unavailable (the report says why)."""
+
+    classifier: torch.nn.Module | None = None
+    lpips: object | None = None            # (pred, target) → (N,) distances
+    inception: torch.nn.Module | None = None
+    identity: torch.nn.Module | None = None
+    skipped: dict = field(default_factory=dict)
 
 
 def _batched(fn, *tensors, chunk: int = 500):
-    """Apply fn to aligned chunks of tensors and concatenate each output field (bounded memory)."""
+    """Apply fn to aligned chunks of tensors and concatenate each output field on the CPU."""
     outs = [fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, len(tensors[0]), chunk)]
     if isinstance(outs[0], tuple):
-        return tuple(torch.cat(o) for o in zip(*outs))
-    return torch.cat(outs)
+        return tuple(torch.cat([o.cpu() for o in field_]) for field_ in zip(*outs))
+    return torch.cat([o.cpu() for o in outs])
 
 
 def make_pairs(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,45 +91,113 @@ def make_pairs(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, t
     return i, j
 
 
-def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, classifier,
-                   n_pairs: int, seed: int, factors: torch.Tensor | None = None, render=None) -> dict:
-    """Reconstruction, swap fidelity (when a renderer gives the true mixed image), class transfer and
-    leakage probes on one split. images (N, 3, H, W) in [-1, 1]; labels (N,); factors (N, F)."""
-    i, j = make_pairs(labels, n_pairs, seed)
+def same_class_others(labels: torch.Tensor, idx: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """k other images of the class of each image idx, distinct while the class has k others (then
+    repeated; an image alone in its class stands for itself).  # (n, k) indices"""
+    order = torch.argsort(labels, stable=True)                 # images grouped by class
+    classes, counts = labels.unique(return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    c = torch.searchsorted(classes, labels[idx])
+    start, others = starts[c], counts[c] - 1                   # (n,)
+    # the k smallest of `others` random keys per row are k distinct offsets among the class's others
+    width = max(int(others.max()), 1)
+    keys = torch.rand(len(idx), width, generator=torch.Generator().manual_seed(seed + 1))
+    keys[torch.arange(width) >= others[:, None]] = 2.0
+    off = keys.argsort(1)[:, :k] % others.clamp(min=1)[:, None]   # (n, min(k, width))
+    off = off.repeat(1, -(-k // off.shape[1]))[:, :k]
+    own = rank[idx][:, None]                                   # position of the image itself in `order`
+    pos = start[:, None] + off
+    pos = pos + (pos >= own)                                   # step over the image itself
+    return order[torch.where(others[:, None] > 0, pos, own)]
+
+
+@torch.no_grad()
+def _pair_pass(model: G2GModel, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The G2G pass without training noise; keeps m1, r1, x̂1 and the codes of m1."""
+    res = g2g_forward(model.generator, x1.to(model.device), x2.to(model.device))
+    return res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1
+
+
+def _few_shot(model, images, labels, i, j, others, m1, a1, x1_hat, target, judges, s) -> dict:
+    """Class transfer with the class code of x2 replaced by the mean code of K images of its class:
+    x2 and K − 1 others (FUNIT's K-shot protocol; K = 1 is m1 itself)."""
+    out = {}
+    for k in s.k_shots:
+        if k == 1:
+            m = m1
+        else:
+            refs = torch.cat([j[:, None], others[:, :k - 1]], 1)             # (n, K)
+            b = _batched(lambda r: model.encode_class(images[r]), refs)       # (n, D) mean over K
+            m = _batched(model.decode, a1, b)
+        entry = {"k": k}
+        if judges.classifier is not None:
+            hit = (M.classify(judges.classifier, m) == labels[j]).float()
+            entry["class_transfer"] = {"accuracy": hit.mean().item(), "ci95": list(bootstrap_ci(hit, seed=s.seed)),
+                                       "chance": 1.0 / len(labels.unique())}
+        if target is not None:
+            psnr = M.per_image_psnr(m, target)
+            entry["swap_psnr"] = {"psnr": psnr.mean().item(), "ci95": list(bootstrap_ci(psnr, seed=s.seed))}
+        entry["copy_through"] = copy_through(m, images[i], x1_hat, target, s.seed)
+        out[f"k{k}"] = entry
+    return out
+
+
+def _realism(m1, images, judges, s) -> dict:
+    n = min(s.realism_images, len(m1), len(images) // 2)
+    if n < 2 * s.realism_chunks:
+        return {"skipped": f"FID/KID: too few images ({len(images)} real, {len(m1)} mixed) for "
+                           f"{s.realism_chunks} chunks of at least 2"}
+    return X.realism(m1, images, judges.inception, n, s.realism_chunks, s.seed)
+
+
+def _identity(m1, x1, x2, x2_other, judges, s) -> dict:
+    """Cosine of identity features of m1 and x2, against the levels of unrelated and same-class pairs."""
+    f = [X.features_of(judges.identity, t) for t in (m1, x1, x2, x2_other)]
+    out = agreement(f[0], f[2], unrelated=f[1], same=f[3], seed=s.seed)
+    out["to_content_source"] = M.cosine_agreement(f[0], f[1])
+    return out
+
+
+def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, judges: Judges,
+                   s: EvalSettings = EvalSettings(), factors: torch.Tensor | None = None, render=None,
+                   factor_names: tuple[str, ...] = ()) -> dict:
+    """Every metric of one split. images (N, 3, H, W) in [-1, 1]; labels (N,); factors (N, F) with
+    factor_names; render(class_ids, factors, size) draws the true mixed images (shapes)."""
+    i, j = make_pairs(labels, s.n_pairs, s.seed)
     x1, x2 = images[i], images[j]
-    content, class_code = _batched(model.encode, images)
-    # short reconstruction x̂ = G(a, b) of each image from its own codes
-    x_hat = _batched(model.decode, content, class_code)
-    res = {"short_reconstruction": M.image_metrics(x_hat, images)}
-    swaps = _batched(lambda a, b: tuple(vars(model.swap(a, b)).values()), x1, x2)
-    m1, _, r1, _ = swaps
-    res["long_reconstruction"] = M.image_metrics(r1, x1)
+    content, class_code = _batched(model.encode, images)                     # (N, C, h, w), (N, D)
+    x_hat = _batched(model.decode, content, class_code)                      # short reconstructions
+    m1, r1, x1_hat, a_m1, b_m1 = _batched(lambda a, b: _pair_pass(model, a, b), x1, x2)
+    others = same_class_others(labels, j, max(max(s.k_shots), 2) - 1, s.seed)  # (n, K − 1) of x2's class
+    target = render(labels[j], factors[i], images.shape[-1]) if render is not None and factors is not None else None
+    res = {"n_images": len(images), "n_pairs": len(i)}
+    res["short_reconstruction"] = fidelity(x_hat, images, judges.lpips, s.seed, flat=True)
+    res["long_reconstruction"] = fidelity(r1, x1, judges.lpips, s.seed)
     res["double_swap_to_short_ratio"] = res["long_reconstruction"]["l1"] / max(res["short_reconstruction"]["l1"], 1e-12)
-    if render is not None and factors is not None:
-        # the true mixed image: content factors of x1 drawn with the class of x2
-        target = render(labels[j], factors[i], images.shape[-1])
-        psnr = M.per_image_psnr(m1, target)
-        lo, hi = M.bootstrap_ci(psnr.numpy(), seed=seed)
-        res["swap"] = {**M.image_metrics(m1, target), "psnr_ci95": [lo, hi],
-                       "baseline_flat_psnr": M.per_image_psnr(M.flat_image_baseline(target), target).mean().item(),
-                       "baseline_copy_content_source_psnr": M.per_image_psnr(x1, target).mean().item()}
-    if classifier is not None:
-        shown = M.classify(classifier, m1)
+    res["reassembly"] = reassembly(r1, x1_hat, x1, s.seed)
+    if target is not None:
+        res["swap"] = fidelity(m1, target, judges.lpips, s.seed, flat=True, copy_source=x1)
+    if judges.classifier is not None:
+        shown = M.classify(judges.classifier, m1)
         hit = (shown == labels[j]).float()
-        res["class_transfer"] = {"accuracy": hit.mean().item(),
-                                 "ci95": list(M.bootstrap_ci(hit.numpy(), seed=seed)),
+        res["class_transfer"] = {"accuracy": hit.mean().item(), "ci95": list(bootstrap_ci(hit, seed=s.seed)),
                                  "content_source_class_rate": (shown == labels[i]).float().mean().item(),
                                  "chance": 1.0 / len(labels.unique())}
-    n_probe = min(len(images), 3000)
-    flat_content = content[:n_probe].flatten(1)
-    counts = labels[:n_probe].unique(return_counts=True)[1]
-    if len(counts) > 1 and int(counts.min()) >= 5:  # a held-out probe needs a few images of every class
-        res["class_from_content_probe"] = M.linear_probe(flat_content, labels[:n_probe], seed=seed)
-    elif len(counts) > 1:
-        res["class_from_content_probe_skipped"] = "fewer than 5 test images in some class"
+    res["few_shot"] = _few_shot(model, images, labels, i, j, others, m1, content[i], x1_hat, target, judges, s)
+    res["copy_through"] = copy_through(m1, x1, x1_hat, target, s.seed)
+    res["code_cycle"] = {  # codes centred by the split's mean code
+        "class": agreement(b_m1, class_code[j], unrelated=class_code[i], same=class_code[others[:, 0]],
+                           center=class_code.mean(0), seed=s.seed),
+        "content": agreement(a_m1, content[i], unrelated=content[j], center=content.mean(0), seed=s.seed)}
+    res.update(leakage(content, class_code, labels, factors, s.n_probe, s.mlp_probes, s.seed))
     if factors is not None:
-        res["content_from_class_r2"] = M.factor_r2(class_code[:n_probe], factors[:n_probe], seed=seed)
-        res["content_from_content_r2"] = M.factor_r2(flat_content, factors[:n_probe], seed=seed)
+        res["dci"] = dci_blocks(content, class_code, labels, factors, factor_names, s.n_probe, s.dci_repeats, s.seed)
+    if judges.inception is not None:
+        res["realism"] = _realism(m1, images, judges, s)
+    if judges.identity is not None:
+        res["identity_similarity"] = _identity(m1, x1, x2, images[others[:, 0]], judges, s)
     return res
 
 
@@ -82,16 +205,16 @@ def _datasets(data: str, size: int, root: str | None, seed: int) -> dict:
     """The evaluation material per dataset: splits to evaluate and the classifier's training set."""
     from ..data.datamodule import make_dataset
     if data == "shapes":
-        from ..data.shapes import ShapesDataset, render
+        from ..data.shapes import FACTOR_NAMES, ShapesDataset, render
         # the judge sees all 30 classes (held-out ones included): it is not the model under test
         judge = ShapesDataset("val", size=size, n=12000, seed=seed, classes="all")
         judge_test = ShapesDataset("test", size=size, n=3000, seed=seed + 1, classes="all")
-        return {"judge": judge, "judge_test": judge_test, "render": render, "splits": {
-            "seen_classes": ShapesDataset("test", size=size, seed=seed, classes="seen"),
-            "heldout_classes": ShapesDataset("test", size=size, seed=seed, classes="heldout")}}
+        return {"judge": judge, "judge_test": judge_test, "render": render, "factor_names": FACTOR_NAMES,
+                "splits": {"seen_classes": ShapesDataset("test", size=size, seed=seed, classes="seen"),
+                           "heldout_classes": ShapesDataset("test", size=size, seed=seed, classes="heldout")}}
     train = make_dataset(data, "train", size, root, seed)
     test = make_dataset(data, "test", size, root, seed)
-    return {"judge": train, "judge_test": test, "render": None, "splits": {"test": test}}
+    return {"judge": train, "judge_test": test, "render": None, "factor_names": (), "splits": {"test": test}}
 
 
 def _tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,73 +224,71 @@ def _tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.as_tensor(ds.labels)
 
 
+def library_versions() -> dict:
+    """Versions of Python, g2g and the libraries behind the numbers (None: not installed)."""
+    out = {"python": platform.python_version(), "g2g": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _load_judges(s: EvalSettings, identity, networks: dict, device) -> Judges:
+    """External judges, each loaded from disk or injected through `networks` (tests); None + a line."""
+    judges = Judges()
+    loaders = {"lpips": lambda: X.load_lpips(s.lpips_net), "inception": X.load_inception,
+               "identity": (lambda: X.load_identity(identity)) if identity is not None else None}
+    for name, loader in loaders.items():
+        if name in networks:
+            net = networks[name]
+        elif loader is None:
+            judges.skipped[name] = "identity similarity: no identity network given (--identity FILE)"
+            continue
+        else:
+            try:
+                net = loader()
+            except X.Unavailable as e:
+                judges.skipped[name] = str(e)
+                continue
+        setattr(judges, name, net.to(device) if isinstance(net, torch.nn.Module) else net)
+    return judges
+
+
 def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir: str | Path = "outputs/eval",
-             seed: int = 0, n_pairs: int = 2000, classifier_seconds: float = 60.0) -> dict:
-    model = load(model_path)
+             classifier_seconds: float = 60.0, identity: str | Path | None = None, device: str | None = None,
+             networks: dict | None = None, **settings) -> dict:
+    """Evaluate an exported model and write metrics.json and metrics.md to out_dir.
+
+    settings: fields of EvalSettings (n_pairs, seed, k_shots, ...). identity: weight file of the
+    VGGFace2 identity network. networks: judges to use instead of loading them ({"lpips", "inception",
+    "identity"}: stand-ins in tests). device: where the model and judges run (default: CUDA if present).
+    """
+    start = time.monotonic()
+    s = EvalSettings(**settings)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load(model_path, device)
     size = model.config.image_size
-    sets = _datasets(data, size, root, seed)
+    sets = _datasets(data, size, root, s.seed)
+    judges = _load_judges(s, identity, networks or {}, device)
     judge_x, judge_y = _tensors(sets["judge"])
-    classifier = None
-    report: dict = {"model": str(model_path), "data": data, "image_size": size, "seed": seed}
+    report: dict = {"model": str(model_path), "data": data, "image_size": size, "seed": s.seed}
     if len(judge_y.unique()) > 1:
         n_cls = int(getattr(sets["judge"], "num_classes", int(judge_y.max()) + 1))
-        classifier = M.train_classifier(judge_x, judge_y, n_cls, seed=seed, max_seconds=classifier_seconds)
+        judges.classifier = M.train_classifier(judge_x, judge_y, n_cls, seed=s.seed, max_seconds=classifier_seconds)
         tx, ty = _tensors(sets["judge_test"])
-        report["classifier_accuracy_real_test"] = (M.classify(classifier, tx) == ty).float().mean().item()
+        report["classifier_accuracy_real_test"] = (M.classify(judges.classifier, tx) == ty).float().mean().item()
     for name, ds in sets["splits"].items():
         x, y = _tensors(ds)
-        report[name] = evaluate_split(model, x, y, classifier, n_pairs, seed,
-                                      getattr(ds, "factors", None), sets["render"])
-    report["versions"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "numpy": np.__version__}
+        report[name] = evaluate_split(model, x, y, judges, s, getattr(ds, "factors", None), sets["render"],
+                                      sets["factor_names"])
+    report["skipped"] = judges.skipped
+    report["settings"] = {**asdict(s), "classifier_seconds": classifier_seconds, "device": str(device)}
+    report["versions"] = library_versions()
+    report["runtime_s"] = round(time.monotonic() - start, 1)
     report["markdown"] = to_markdown(report)
     out = Path(out_dir)
     atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
     atomic_write(out / "metrics.md", lambda tmp: Path(tmp).write_text(report["markdown"] + "\n"))
     return report
-
-
-def _rows(split: dict) -> list[tuple[str, str, str]]:
-    """(metric, value, reference) rows for one evaluated split."""
-    rows = []
-    s, l = split["short_reconstruction"], split["long_reconstruction"]
-    rows.append(("short reconstruction PSNR / SSIM / L1", f"{s['psnr']:.2f} dB / {s['ssim']:.3f} / {s['l1']:.4f}", "higher / higher / lower"))
-    rows.append(("long reconstruction PSNR / SSIM / L1", f"{l['psnr']:.2f} dB / {l['ssim']:.3f} / {l['l1']:.4f}", "≈ short"))
-    rows.append(("double-swap / short L1 ratio", f"{split['double_swap_to_short_ratio']:.2f}", "≤ 1.1"))
-    if "swap" in split:
-        w = split["swap"]
-        rows.append(("swap PSNR vs true render (95 % CI)",
-                     f"{w['psnr']:.2f} dB [{w['psnr_ci95'][0]:.2f}, {w['psnr_ci95'][1]:.2f}]", "higher"))
-        rows.append(("baseline: flat image of the target's mean colour", f"{w['baseline_flat_psnr']:.2f} dB", "swap must beat"))
-        rows.append(("baseline: copy the content source x1", f"{w['baseline_copy_content_source_psnr']:.2f} dB", "swap must beat"))
-        rows.append(("swap SSIM vs true render", f"{w['ssim']:.3f}", "1 is perfect"))
-    if "class_transfer" in split:
-        c = split["class_transfer"]
-        rows.append(("class transfer accuracy (95 % CI; chance)",
-                     f"{100 * c['accuracy']:.1f} % [{100 * c['ci95'][0]:.1f}, {100 * c['ci95'][1]:.1f}]; {100 * c['chance']:.1f} %",
-                     "higher"))
-        rows.append(("mixed image shows the content source's class", f"{100 * c['content_source_class_rate']:.1f} %",
-                     "0 (copy-through alarm)"))
-    if "class_from_content_probe" in split:
-        p = split["class_from_content_probe"]
-        rows.append(("class from content code (linear probe; chance)", f"{100 * p['accuracy']:.1f} %; {100 * p['chance']:.1f} %",
-                     "chance (goal)"))
-    if "content_from_class_r2" in split:
-        rows.append(("content factors from class code (R²)", f"{split['content_from_class_r2']['mean']:.3f}", "0 (goal)"))
-        rows.append(("content factors from content code (R²)", f"{split['content_from_content_r2']['mean']:.3f}", "1 (informative)"))
-    return rows
-
-
-def to_markdown(report: dict) -> str:
-    splits = [k for k in report if isinstance(report[k], dict) and "short_reconstruction" in report[k]]
-    lines = [f"# G2G evaluation — {report['data']} ({report['image_size']} px)", ""]
-    if "classifier_accuracy_real_test" in report:
-        lines += [f"Independent classifier accuracy on real test images: "
-                  f"{100 * report['classifier_accuracy_real_test']:.1f} %", ""]
-    lines += ["| metric | " + " | ".join(splits) + " | reference |",
-              "|---|" + "---|" * len(splits) + "---|"]
-    per_split = [_rows(report[s]) for s in splits]
-    for k, (name, _, ref) in enumerate(per_split[0]):
-        values = [rows[k][1] if k < len(rows) else "" for rows in per_split]
-        lines.append(f"| {name} | " + " | ".join(values) + f" | {ref} |")
-    return "\n".join(lines)
