@@ -30,6 +30,11 @@ class GeneratorConfig:
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
 
     def __post_init__(self):
+        # counts (n_*) may be 0, sizes and widths must be positive
+        bad = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.type in (int, "int") and not (
+            isinstance(getattr(self, f.name), int) and getattr(self, f.name) >= (0 if f.name.startswith("n_") else 1))]
+        if bad:
+            raise ValueError(f"generator config needs integers >= 1 (>= 0 for n_* counts), got {', '.join(bad)}")
         if self.decoder_norm not in ("adain", "film"):
             raise ValueError(f"decoder_norm must be 'adain' or 'film', not {self.decoder_norm!r}")
         if self.image_size % 2 ** self.n_downs_content:
