@@ -67,3 +67,23 @@ def tiny_run(tmp_path_factory):
 def fit():
     """`fit(root, max_steps, ckpt_path=None, save_to=None, steps_per_epoch=2, **module_overrides)`."""
     return fit_tiny
+
+
+def write_train_config(path, root, dataset: str = "shapes", **sections) -> str:
+    """A YAML config for `g2g train` with the tiny networks above (CPU, no logger, no progress bar).
+    `sections` update the trainer / checkpoint / model / data sections, e.g. model={"lr_g": 1e30}."""
+    import yaml
+
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_steps": 4, "logger": False, "enable_progress_bar": False,
+                    "enable_model_summary": False, "accelerator": "cpu", "default_root_dir": str(root)},
+        "checkpoint": {"every_n_train_steps": 2},
+        "model": {"generator": dict(TINY), **{k: v for k, v in MODULE_KWARGS.items() if k != "num_classes"}},
+        "data": {"dataset": dataset, "image_size": 16, "batch_size": 4, "steps_per_epoch": 5, "panel_size": 2},
+    }
+    for name, values in sections.items():
+        config[name].update(values)
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return str(path)

@@ -2,7 +2,8 @@
 
 `train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
 overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
-User mistakes print one line (`g2g: error: ...`) and exit with status 2."""
+User mistakes print one line (`g2g: error: ...`) and exit with status 2; so does a numerical fault that
+stops training (NaN/Inf loss or gradient)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,22 @@ def preset_path(name: str) -> Path:
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(known)}")
     return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `g2g swap: error: ... (see `g2g swap --help`)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an exception on one line. A DataLoader worker's error carries the worker's whole
+    traceback: keep its last line, which is the original message."""
+    text = str(e).strip() or type(e).__name__
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())
 
 
 # ---- train ----
@@ -41,9 +58,17 @@ def _load_images(paths: list[str], config):
     resized to image_size, no crop), G2G models a resize of the shorter side and a centre crop.
     `config` is a GeneratorConfig or a plain side length in pixels (centre crop)."""
     import torch
-    from .data.datasets import load_image
+    from .data.datasets import IMAGE_EXTENSIONS, load_image
     size, crop = (config, True) if isinstance(config, int) else (config.image_size, config.arch != "funit")
-    return torch.stack([load_image(p, size, crop=crop) for p in paths])
+    images = []
+    for p in paths:
+        try:
+            images.append(load_image(p, size, crop=crop))
+        except ValueError as e:
+            if not str(e).startswith("cannot read image"):
+                raise
+            raise ValueError(f"{e}; give an image file ({', '.join(IMAGE_EXTENSIONS)})") from None
+    return torch.stack(images)
 
 
 def swap(args: argparse.Namespace) -> int:
@@ -52,8 +77,10 @@ def swap(args: argparse.Namespace) -> int:
     from .inference import load
     model = load(args.model)
     x = _load_images([args.image1, args.image2], model.config)
-    res = model.swap(x[:1], x[1:])
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for m1, m2, r1, r2 and panel.png")
+    res = model.swap(x[:1], x[1:])
     out.mkdir(parents=True, exist_ok=True)
     images = {"m1": res.m1, "m2": res.m2, "r1": res.r1, "r2": res.r2}
     for name, img in images.items():
@@ -68,9 +95,12 @@ def swap(args: argparse.Namespace) -> int:
 def grid(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
     from .inference import load
+    if len(args.images) < 2:
+        raise ValueError("grid needs two or more images: row i takes the class of image i, column j the content of image j")
     model = load(args.model)
     x = _load_images(args.images, model.config)
     g = model.grid(x)  # (N, N, 3, H, W): row i = class of image i, column j = content of image j
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(g.flatten(0, 1).cpu() * 0.5 + 0.5, args.out, nrow=len(args.images))
     print(f"wrote {args.out} (rows: class of image i, columns: content of image j)")
     return 0
@@ -89,7 +119,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from .training import export_checkpoint
+    from .checkpoint import export_checkpoint  # no Lightning import: starts in seconds
     path = export_checkpoint(args.checkpoint, args.out)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
@@ -114,7 +144,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="g2g", description="Class/content disentanglement by cross-training.")
+    p = _Parser(prog="g2g", description="Class/content disentanglement by cross-training.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("train", help="train a model (LightningCLI: `g2g train --help`)", add_help=False)
 
@@ -172,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             return train(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ValueError, OSError) as e:  # user mistakes: bad values, missing or unwritable paths
-        print(f"g2g: error: {e}", file=sys.stderr)
+    # user mistakes (bad values, missing or unwritable paths) and NaN/Inf in training
+    except (ValueError, OSError, FloatingPointError) as e:
+        print(f"g2g: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

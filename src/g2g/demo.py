@@ -43,7 +43,7 @@ def swap_panel(model, out: Path, size: int, n: int = 8, seed: int = 0) -> Path:
 def run_demo(out_dir: str = "outputs/demo", preset: str = "g2g", extra: list[str] | None = None) -> dict:
     from .cli import preset_path
     from .evaluation.report import run_eval
-    from .inference import load
+    from .inference import atomic_write, load
     from .training import run_training
     out = Path(out_dir)
     if (out / "train").exists():
@@ -53,11 +53,12 @@ def run_demo(out_dir: str = "outputs/demo", preset: str = "g2g", extra: list[str
                   *(extra or [])])
     trained = time.monotonic() - start
     model_file = sorted((out / "train").rglob("model.safetensors"))[-1]
-    shutil.copy(model_file, out / "model.safetensors")
-    shutil.copy(model_file.with_suffix(".json"), out / "model.json")
+    # copies are renamed into place: an interrupted demo never leaves half a model where one was
+    atomic_write(out / "model.safetensors", lambda tmp: shutil.copyfile(model_file, tmp))
+    atomic_write(out / "model.json", lambda tmp: shutil.copyfile(model_file.with_suffix(".json"), tmp))
     panels = sorted(model_file.parent.glob("panels/*.png"))
     if panels:
-        shutil.copy(panels[-1], out / "training_panel.png")
+        atomic_write(out / "training_panel.png", lambda tmp: shutil.copyfile(panels[-1], tmp))
     model = load(out / "model.safetensors")
     size = model.config.image_size
     swap_panel(model, out / "swap_panel.png", size)

@@ -20,6 +20,8 @@ CONFIG_KEY = "g2g_generator_config"
 def atomic_write(path: str | Path, write) -> Path:
     """Call write(tmp_path) and rename the result into place: a crash never leaves half a file."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -76,10 +78,19 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
         raise ValueError(f"{path} is not a safetensors model file ({e}); export one with `g2g export`") from None
     if CONFIG_KEY not in meta:
         raise ValueError(f"{path} has no G2G generator config in its metadata; export it with `g2g export`")
-    gen = Generator(GeneratorConfig.from_dict(json.loads(meta[CONFIG_KEY])))
-    missing, unexpected = gen.load_state_dict(state, strict=False)
+    try:
+        config = GeneratorConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+    except (ValueError, TypeError) as e:  # not JSON, not an object, unknown keys, bad values
+        raise ValueError(f"{path} has an unusable G2G generator config ({e}); re-export it with `g2g export`") from None
+    gen = Generator(config)
+    try:
+        missing, unexpected = gen.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes
+        first = str(e).strip().splitlines()[-1].strip()
+        raise ValueError(f"{path}: weights do not match its config ({first}); re-export it with `g2g export`") from None
     if missing or unexpected:
-        raise ValueError(f"{path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(f"{path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}; "
+                         f"re-export it with `g2g export`")
     return gen.to(device).eval()
 
 

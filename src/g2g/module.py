@@ -3,6 +3,7 @@ generator update → EMA update, with every loss a named, weighted, logged term.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,9 @@ from . import losses
 from .networks.discriminators import ClassCritic, PatchGAN
 from .networks.generator import Generator, GeneratorConfig
 from .wiring import G2GResult, g2g_forward
+
+log = logging.getLogger(__name__)
+NAN_POLICIES = ("stop", "skip")
 
 
 class G2GModule(L.LightningModule):
@@ -41,6 +45,7 @@ class G2GModule(L.LightningModule):
         panel_every: int = 500,
         seed: int = 0,
         channels_last: bool = False,
+        nan_policy: str = "stop",
     ):
         """
         Args:
@@ -65,6 +70,10 @@ class G2GModule(L.LightningModule):
             ema_decay: decay of the generator's exponential moving average (used for panels and export).
             panel_every: steps between image panels.
             seed: seed of network initialisation and content-code noise.
+            nan_policy: a NaN/Inf loss term or gradient 'stop's training with one line naming it (the
+                last checkpoint stays the last good state), or 'skip's the updates of that step from the
+                faulty one on: the whole step for a critic fault, the generator update and EMA for a
+                generator fault (counted in train/skipped_batches).
         """
         super().__init__()
         if isinstance(generator, dict):
@@ -72,7 +81,10 @@ class G2GModule(L.LightningModule):
         if gan_loss not in losses.GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {gan_loss!r}: use one of {', '.join(losses.GAN_LOSSES)}")
         if lambda_class > 0 and num_classes < 2:
-            raise ValueError("lambda_class > 0 needs a labelled dataset with at least 2 classes")
+            raise ValueError(f"lambda_class > 0 needs a labelled dataset with at least 2 classes (got {num_classes}): "
+                             f"use one sub-folder per class, or set model.lambda_class: 0")
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"unknown nan_policy {nan_policy!r}: use one of {', '.join(NAN_POLICIES)}")
         self.save_hyperparameters()
         self.hparams["generator"] = generator.to_dict()  # plain dict: checkpoints load with weights_only
         self.automatic_optimization = False
@@ -87,6 +99,7 @@ class G2GModule(L.LightningModule):
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.needs_long = lambda_long > 0 or lambda_content_cycle > 0 or lambda_class_cycle > 0
         self._panel: dict | None = None
+        self.skipped_batches = 0  # steps dropped for non-finite values (nan_policy 'skip'), checkpointed
 
     # ---- optimisation ----
 
@@ -177,6 +190,8 @@ class G2GModule(L.LightningModule):
             d_total = sum(d_terms.values())
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_total)
+            if fault := self.nonfinite(d_terms, opt_d):
+                return self.skip_step(opt_g, opt_d, fault)
             # the raw optimizer: Lightning counts every wrapped step in global_step, and max_steps,
             # intervals and the data stream should count generator steps only
             opt_d.optimizer.step()
@@ -189,16 +204,59 @@ class G2GModule(L.LightningModule):
         g_total = sum(g_terms.values())
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
-        opt_g.step()
         for m in (self.discriminator, self.class_critic):
             if m is not None:
                 m.requires_grad_(True)
+        if fault := self.nonfinite(g_terms, opt_g):
+            return self.skip_step(opt_g, opt_d, fault)
+        opt_g.step()
         # 4. EMA of the generator, with a warm-up so short runs are not dominated by the initial weights
         self.update_ema()
         logs.update({f"train/{k}": v.detach() for k, v in g_terms.items()})
         logs["train/loss_g"] = g_total.detach()
+        if self.hparams.nan_policy == "skip":
+            logs["train/skipped_batches"] = float(self.skipped_batches)
         self.log_dict(logs, prog_bar=False)
         self.log("loss", g_total.detach(), prog_bar=True, logger=False)
+
+    # ---- numerical faults ----
+
+    def nonfinite(self, terms: dict[str, torch.Tensor], opt) -> str | None:
+        """None when every loss term and every gradient of `opt` is finite (one device sync); else what
+        is not, by name and step. With nan_policy 'stop' that is raised as one line."""
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        checked = [t.detach().float().reshape(1) for t in terms.values()]
+        checked.append(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")).reshape(1).float())
+        if bool(torch.cat(checked).isfinite().all()):
+            return None
+        bad = [f"loss term {k!r} is {v.item()}" for k, v in terms.items() if not torch.isfinite(v).all()]
+        bad += [f"gradient of {n} is not finite" for n, p in self.named_parameters()
+                if p.grad is not None and not torch.isfinite(p.grad).all()]
+        fault = f"{(bad or ['a value'])[0]} at step {self.global_step + 1}"
+        if self.hparams.nan_policy == "stop":
+            raise FloatingPointError(
+                f"{fault}; training stopped without saving this step (the last checkpoint is the last good "
+                f"state): lower lr_g/lr_d and resume from it with --ckpt_path, or set model.nan_policy: skip")
+        return fault
+
+    def skip_step(self, opt_g, opt_d, fault: str) -> None:
+        """Drop the rest of this step's updates but still count the step (an optimizer step with no
+        gradients is a no-op that advances global_step): the data stream and the step-seeded noise stay
+        aligned with the step, so resuming stays exact."""
+        for opt in (opt_g, opt_d):
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+        opt_g.step()
+        self.skipped_batches += 1
+        log.warning("skipped the batch of step %d: %s (%d skipped so far)", self.global_step, fault,
+                    self.skipped_batches)
+        self.log("train/skipped_batches", float(self.skipped_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["skipped_batches"] = self.skipped_batches
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import os
-import pickle
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
+import yaml
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .callbacks import CopyThroughAlarm
+from .checkpoint import export_checkpoint, load_checkpoint, save_checkpoint  # noqa: F401 (export_checkpoint: API)
 from .data.datamodule import G2GDataModule
-from .inference import atomic_write, export_generator
+from .inference import export_generator
 from .module import G2GModule
-from .networks.generator import Generator, GeneratorConfig
+from .networks.generator import GeneratorConfig
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -24,37 +28,38 @@ class SafeCheckpointIO(TorchCheckpointIO):
     and read with `weights_only=True` (loading never runs pickled code)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+        save_checkpoint(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint(path, map_location)
 
 
-def load_checkpoint(path, map_location=None) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(f"{path} is not a plain-tensor G2G checkpoint (refused to unpickle: {first})") from None
-    except (RuntimeError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0]})") from None
-
-
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the EMA generator of a training checkpoint as safetensors + JSON config."""
-    ckpt = load_checkpoint(checkpoint)
-    try:
-        config = GeneratorConfig.from_dict(ckpt["hyper_parameters"]["generator"])
-        prefix = "generator_ema."
-        state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    except (KeyError, TypeError):
-        raise ValueError(f"{checkpoint} is not a G2G training checkpoint (no generator config or weights)") from None
-    gen = Generator(config)
-    gen.load_state_dict(state)
-    return export_generator(gen, out)
+def check_resumable(model: G2GModule, ckpt_path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint whose networks differ from the ones this config builds (before
+    Lightning fails with a multi-line state-dict error)."""
+    ckpt = load_checkpoint(ckpt_path)
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{ckpt_path} is not a G2G training checkpoint (no state_dict); give a .ckpt "
+                         f"written by `g2g train`")
+    fix = "resume with the config it was trained with (config.yaml in its run folder) or drop --ckpt_path"
+    theirs = (ckpt.get("hyper_parameters") or {}).get("generator")
+    ours = model.hparams["generator"]
+    try:  # fields added since the checkpoint was written take their defaults
+        theirs = GeneratorConfig.from_dict(theirs).to_dict()
+    except (ValueError, TypeError, AttributeError):
+        pass
+    if isinstance(theirs, dict) and theirs != ours:
+        diff = [f"{k}: checkpoint {theirs.get(k)!r}, config {ours.get(k)!r}"
+                for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+        raise ValueError(f"{ckpt_path} was trained with another generator ({'; '.join(diff[:4])}); {fix}")
+    state, own = ckpt["state_dict"], model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    resized = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or resized:
+        parts = [f"{name} {keys[0]}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
+                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("resized", resized)) if keys]
+        raise ValueError(f"{ckpt_path} does not match the networks of this config ({'; '.join(parts)}); {fix}")
 
 
 class G2GCLI(LightningCLI):
@@ -65,6 +70,10 @@ class G2GCLI(LightningCLI):
                             help="training checkpoint to resume from (optimisers, EMA, step, data order)")
         # a configurable default callback (trainer_defaults callbacks cannot take options): --copy_through.*
         parser.add_lightning_class_args(CopyThroughAlarm, "copy_through")
+        # checkpoints as options: every epoch by default, or --checkpoint.every_n_train_steps N
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.filename": "step{step}", "checkpoint.save_last": True,
+                             "checkpoint.save_top_k": 1, "checkpoint.auto_insert_metric_name": False})
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if not self._get(self.config_init, "trainer", default={}).get("plugins"):
@@ -79,17 +88,43 @@ TRAINER_DEFAULTS = {
     "limit_val_batches": 0,             # evaluation is `g2g eval`, not a validation loop
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 25,
-    "callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, save_top_k=1,
-                                  every_n_epochs=1, auto_insert_metric_name=False)],
 }
+
+
+def _check_config_files(argv: list[str]) -> None:
+    """A config file that is not YAML gets a line naming it (jsonargparse's message does not)."""
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for name in files:
+        if not Path(name).is_file():
+            continue  # jsonargparse says "File does not exist" itself
+        try:
+            yaml.safe_load(Path(name).read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"config file {name} is not valid YAML ({' '.join(str(e).split())})") from None
 
 
 def run_training(argv: list[str]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cli = G2GCLI(G2GModule, G2GDataModule, args=argv, run=False, trainer_defaults=TRAINER_DEFAULTS,
-                 save_config_kwargs={"overwrite": True}, seed_everything_default=0,
-                 parser_kwargs={"prog": "g2g train"})
+    # checkpoints after the step are what we want (the data stream and noise are indexed by step)
+    warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
+    _check_config_files(argv)
+    argv_before = sys.argv
+    sys.argv = ["g2g train", *argv]  # LightningCLI reads sys.argv (passing args= too makes it warn)
+    try:
+        cli = G2GCLI(G2GModule, G2GDataModule, run=False, trainer_defaults=TRAINER_DEFAULTS,
+                     save_config_kwargs={"overwrite": True}, seed_everything_default=0,
+                     parser_kwargs={"prog": "g2g train", "exit_on_error": False})
+    except ArgumentError as e:  # a bad option or config file: one line, not three pages of usage
+        message = " ".join(str(e).split())
+        raise ValueError(f"{message} (see `g2g train --help`)") from None
+    except MisconfigurationException as e:
+        raise ValueError(str(e)) from None
+    finally:
+        sys.argv = argv_before
     ckpt = cli.config.get("ckpt_path")
+    if ckpt is not None and ckpt not in ("last", "best", "hpc", "registry"):  # Lightning's lookup names
+        check_resumable(cli.model, ckpt)
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=ckpt)
     if cli.trainer.is_global_zero:
         out = Path(cli.trainer.log_dir or cli.trainer.default_root_dir) / "model.safetensors"

@@ -1,6 +1,8 @@
 """LightningDataModule: builds the named dataset, pairs it, and serves step-indexed batches."""
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
@@ -10,6 +12,7 @@ DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals")
 # what --data.root must point at, for the datasets read from disk (data/real.py)
 ROOTS = {"unlabelled": "a folder of images, any depth", "celeba": "the CelebA folder (img_align_celeba/, "
          "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)"}
+log = logging.getLogger(__name__)
 
 
 def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
@@ -24,7 +27,8 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
     if name == "folder":
         from .datasets import ImageFolderDataset
         if not root:
-            raise ValueError("dataset 'folder' needs a root: pass --data.root DIR (one sub-folder per class)")
+            raise ValueError("dataset 'folder' needs a root folder (one sub-folder per class): "
+                             "`g2g train --data.root DIR`, `g2g eval --root DIR`")
         # root/train|val|test when the folder is split on disk, else a seeded 80/10/10 split per class
         return ImageFolderDataset(root, size=image_size, split=split, skip_bad_images=skip_bad_images,
                                   seed=seed)
@@ -70,6 +74,7 @@ class G2GDataModule(L.LightningDataModule):
             raise ValueError("batch_size, k_refs and steps_per_epoch must be at least 1")
         self.save_hyperparameters()
         self.train_set: PairDataset | None = None
+        self.skipped_images: list[str] = []  # unreadable training files left out (skip_bad_images)
         self.sampler: StepBatchSampler | None = None
 
     def _base(self, split: str) -> Dataset:
@@ -81,6 +86,10 @@ class G2GDataModule(L.LightningDataModule):
         if self.train_set is None:
             h = self.hparams
             base = self._base("train")
+            self.skipped_images = list(getattr(base, "skipped", []))
+            if self.skipped_images:
+                log.warning("skipped %d unreadable image(s) in %s (skip_bad_images), e.g. %s",
+                            len(self.skipped_images), h.root, self.skipped_images[0])
             supervised = h.supervised and getattr(base, "labelled", True)
             self.train_set = PairDataset(base, supervised, h.k_refs, h.seed)
 
@@ -91,10 +100,11 @@ class G2GDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        self.sampler = StepBatchSampler(self.hparams.batch_size, self.hparams.steps_per_epoch, rank, world)
+        rank, world, step = 0, 1, None
+        trainer = self.trainer
+        if trainer is not None:  # the data stream continues at the trainer's step (also when resumed)
+            rank, world, step = trainer.global_rank, trainer.world_size, lambda: trainer.global_step
+        self.sampler = StepBatchSampler(self.hparams.batch_size, self.hparams.steps_per_epoch, rank, world, step)
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate_batch,
                           num_workers=self.hparams.num_workers,
                           persistent_workers=False)
@@ -104,8 +114,7 @@ class G2GDataModule(L.LightningDataModule):
         panels and the copy-through alarm."""
         h = self.hparams
         try:
-            base = self._base("val")
-        except ValueError:
-            base = self.train_set.base
-        pairs = PairDataset(base, self.train_set.supervised, h.k_refs, seed=h.seed + 1)
+            pairs = PairDataset(self._base("val"), self.train_set.supervised, h.k_refs, seed=h.seed + 1)
+        except ValueError:  # no validation split, or too small to pair (e.g. 1 image)
+            pairs = PairDataset(self.train_set.base, self.train_set.supervised, h.k_refs, seed=h.seed + 1)
         return pairs.__getitems__(list(range(h.panel_size if n is None else n)))

@@ -77,8 +77,13 @@ def _open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: Image.open only reads the header, so truncation shows up here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot read image {path}: {e} (not an image, truncated or corrupt)") from e
+            return _to_rgb(img)
+    except Exception as e:  # malformed files make decoders raise almost anything (struct.error, IndexError, ...)
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"cannot read image {path}: {reason} (not an image, truncated or corrupt)") from e
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
     try:
         img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
     except Exception:  # malformed EXIF only loses the rotation; the pixels are fine
@@ -87,6 +92,12 @@ def _open_rgb(path: Path) -> Image.Image:
         # 16-bit greyscale: convert('RGB') would clip at 255 and turn most pixels white; rescale instead.
         grey = np.asarray(img).astype(np.float64)  # (H, W) in [0, 65535]
         img = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        # float greyscale (TIFF): values in [0, 1] are scaled to [0, 255], others clipped to it
+        grey = np.nan_to_num(np.asarray(img, dtype=np.float64))  # (H, W)
+        if grey.size and grey.min() >= 0 and grey.max() <= 1:
+            grey = grey * 255
+        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels have arbitrary colour underneath; show them over white, as a viewer would.
         rgba = img.convert("RGBA")
@@ -199,7 +210,12 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.paths[i], self.size), int(self.labels[i])
+        try:
+            image = load_image(self.paths[i], self.size)
+        except ValueError as e:
+            raise ValueError(f"{e}; remove or replace the file, or skip unreadable files with "
+                             f"skip_bad_images (g2g train --data.skip_bad_images true)") from None
+        return image, int(self.labels[i])
 
 
 def _split_files(files: list[Path], split: str, seed: int) -> list[Path]:

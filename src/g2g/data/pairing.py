@@ -5,6 +5,8 @@ step, so a resumed run sees exactly the batches the uninterrupted run would have
 has to be saved for the data."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -89,14 +91,18 @@ class StepBatchSampler(Sampler[list[int]]):
     global sample indices (epochs are aligned to multiples of steps_per_epoch, resumed or not).
 
     The batch of step t on rank r is [(t·world + r)·B, …, (t·world + r)·B + B − 1]: disjoint across
-    ranks and steps, and fixed by t alone. The training module sets `start` to its step count at the
-    start of every epoch (also after a resume), so resuming mid-epoch continues exactly."""
+    ranks and steps, and fixed by t alone. `step_source` (the trainer's step count) sets `start` each
+    time iteration begins, so resuming continues exactly, also from a checkpoint written mid-epoch
+    (Lightning then skips `on_train_epoch_start`) and with worker processes (which draw indices as soon
+    as the iterator exists)."""
 
-    def __init__(self, batch_size: int, steps_per_epoch: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, batch_size: int, steps_per_epoch: int, rank: int = 0, world_size: int = 1,
+                 step_source: Callable[[], int] | None = None):
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.rank = rank
         self.world_size = world_size
+        self.step_source = step_source
         self.start = 0
 
     def _end(self) -> int:
@@ -106,6 +112,8 @@ class StepBatchSampler(Sampler[list[int]]):
         return self._end() - self.start
 
     def __iter__(self):
+        if self.step_source is not None:
+            self.start = self.step_source()
         for t in range(self.start, self._end()):
             first = (t * self.world_size + self.rank) * self.batch_size
             yield list(range(first, first + self.batch_size))

@@ -39,6 +39,11 @@ class GeneratorConfig:
                                   # only; g2g only)
 
     def __post_init__(self):
+        # counts (n_*) may be 0, sizes and widths must be positive
+        bad = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.type in (int, "int") and not (
+            isinstance(getattr(self, f.name), int) and getattr(self, f.name) >= (0 if f.name.startswith("n_") else 1))]
+        if bad:
+            raise ValueError(f"generator config needs integers >= 1 (>= 0 for n_* counts), got {', '.join(bad)}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
         if self.arch == "funit":
