@@ -179,6 +179,10 @@ def _folders(d: Path, images: dict[str, Path]) -> dict[str, Path]:
         small[0 + 2 * (c == "dog")].save(f["corrupt"] / c / "a.png")
     (f["corrupt"] / "cat" / "b.png").write_bytes(images["truncated.png"].read_bytes())
     small[3].save(f["corrupt"] / "dog" / "b.png")
+    f["celeba_no_lists"] = d / "celeba_no_lists"  # images where CelebA keeps them, but no list files
+    (f["celeba_no_lists"] / "img_align_celeba").mkdir(parents=True)
+    for k in range(4):
+        small[k].save(f["celeba_no_lists"] / "img_align_celeba" / f"{k + 1:06d}.jpg")
     f["file"] = images["ok.png"]
     return f
 
@@ -427,7 +431,7 @@ def dataset_layout_cases() -> list[Case]:
     if "celeba" in DATASETS:
         cases.append(Case("data-celeba-no-lists", "dataset folder",
                           "CelebA folder without list_eval_partition.txt / identity_CelebA.txt",
-                          _train("--data.dataset", "celeba", "--data.root", "{e.folders[flat]}"),
+                          _train("--data.dataset", "celeba", "--data.root", "{e.folders[celeba_no_lists]}"),
                           ("list_eval_partition",)))
     return cases
 

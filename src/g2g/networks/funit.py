@@ -276,13 +276,15 @@ def read_funit_checkpoint(path: str | Path, which: str = "gen_test") -> dict[str
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0]
-        raise ValueError(f"{path}: refused to unpickle (weights_only): {first}") from None
+        raise ValueError(f"{path} is not a safetensors model file, and as a torch file it was refused "
+                         f"(weights_only unpickling: {first}); give a model written by `g2g export`") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{path} is not a readable torch file ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, Mapping) or which not in ckpt:
         hint = (" (a G2G training checkpoint: export it first with `g2g export`)"
                 if isinstance(ckpt, Mapping) and "state_dict" in ckpt else "")
-        raise ValueError(f"{path} is not a FUNIT generator checkpoint: no {which!r} entry{hint}")
+        raise ValueError(f"{path} is not a safetensors model file nor a FUNIT generator checkpoint (no {which!r} "
+                         f"entry){hint or '; give a model written by `g2g export`'}")
     if not isinstance(ckpt[which], Mapping):
         raise ValueError(f"{path}: {which!r} is a {type(ckpt[which]).__name__}, not a state dict")
     return ckpt[which]
