@@ -16,6 +16,7 @@ from .data.datamodule import G2GDataModule
 from .inference import atomic_write, export_generator
 from .module import G2GModule
 from .networks.generator import Generator, GeneratorConfig
+from .networks.identity import IdentityNet
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -43,7 +44,9 @@ def load_checkpoint(path, map_location=None) -> dict[str, Any]:
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the EMA generator of a training checkpoint as safetensors + JSON config."""
+    """Write the EMA generator of a training checkpoint as safetensors + JSON config. A frozen VGGFace2
+    class encoder is not in training checkpoints: it is read again from the run's identity_weights file,
+    and the exported model then holds it (an exported model needs nothing else)."""
     ckpt = load_checkpoint(checkpoint)
     try:
         config = GeneratorConfig.from_dict(ckpt["hyper_parameters"]["generator"])
@@ -51,7 +54,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     except (KeyError, TypeError):
         raise ValueError(f"{checkpoint} is not a G2G training checkpoint (no generator config or weights)") from None
-    gen = Generator(config)
+    identity = None
+    if config.class_encoder == "vggface2" and not any(k.startswith("class_encoder.") for k in state):
+        path = ckpt["hyper_parameters"].get("identity_weights")
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(f"{checkpoint}: its class encoder is the frozen VGGFace2 network, whose weights "
+                                    f"training checkpoints leave out; they are read from the run's "
+                                    f"identity_weights file, {path}, which is not there")
+        identity = IdentityNet.from_file(path)
+        state.update({f"class_encoder.{k}": v for k, v in identity.state_dict().items()})
+    gen = Generator(config, class_encoder=identity)
     gen.load_state_dict(state)
     return export_generator(gen, out)
 
@@ -69,21 +81,24 @@ class G2GCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-TRAINER_DEFAULTS = {
-    "default_root_dir": "outputs/train",
-    "accelerator": "auto",
-    "use_distributed_sampler": False,   # the step-indexed sampler shards by rank itself
-    "limit_val_batches": 0,             # evaluation is `g2g eval`, not a validation loop
-    "num_sanity_val_steps": 0,
-    "log_every_n_steps": 25,
-    "callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, save_top_k=1,
-                                  every_n_epochs=1, auto_insert_metric_name=False)],
-}
+def trainer_defaults() -> dict[str, Any]:
+    """Trainer options of every run; a fresh checkpoint callback each time (one that has run keeps the
+    folder of its first run, so a second run in the same process would write there)."""
+    return {
+        "default_root_dir": "outputs/train",
+        "accelerator": "auto",
+        "use_distributed_sampler": False,   # the step-indexed sampler shards by rank itself
+        "limit_val_batches": 0,             # evaluation is `g2g eval`, not a validation loop
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 25,
+        "callbacks": [ModelCheckpoint(filename="step{step}", save_last=True, save_top_k=1,
+                                      every_n_epochs=1, auto_insert_metric_name=False)],
+    }
 
 
 def run_training(argv: list[str]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cli = G2GCLI(G2GModule, G2GDataModule, args=argv, run=False, trainer_defaults=TRAINER_DEFAULTS,
+    cli = G2GCLI(G2GModule, G2GDataModule, args=argv, run=False, trainer_defaults=trainer_defaults(),
                  save_config_kwargs={"overwrite": True}, seed_everything_default=0,
                  parser_kwargs={"prog": "g2g train"})
     ckpt = cli.config.get("ckpt_path")
