@@ -91,3 +91,21 @@ def test_optimised_step_matches_plain_reference():
         assert len(ref) == len(opt) and all(r.abs().sum() > 0 for r in ref[:1])
         for i, (r, o) in enumerate(zip(ref, opt)):
             torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-6, msg=f"{name} gradient {i}")
+
+
+def test_upsampling_convolution_equals_upsample_then_convolve():
+    """FUNIT's decoder convolves the nearest-upsampled map with a 5×5 reflect-padded kernel; the
+    polyphase form (3×3 on the low-resolution map, exact borders) gives the same values and gradients."""
+    from g2g.networks.blocks import upsample2x
+    from g2g.networks.funit import _conv, upsample_conv5
+
+    torch.manual_seed(0)
+    for c, h, w in [(8, 3, 3), (8, 5, 7), (6, 4, 9), (16, 16, 16)]:
+        conv = _conv(c, c // 2, 5).double()
+        x = torch.randn(2, c, h, w, dtype=torch.double, requires_grad=True)
+        ref, out = conv(upsample2x(x)), upsample_conv5(x, conv)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, [x, *conv.parameters()], g),
+                        torch.autograd.grad(ref, [x, *conv.parameters()], g)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
