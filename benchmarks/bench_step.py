@@ -56,7 +56,7 @@ def _row(r: dict) -> str:
             f"{' compiled' if r['compile'] else ''} | {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
             f"{r['step_s_max']:.3f}, n={r['steps']}) | {r['images_per_s']:.1f} | {1e3 * r['data_s_median']:.1f} | "
             f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:.1f} | {peak:.1f} | {100 * r['peak_ratio']:.0f} % | "
-            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; load {m['load_1min']} | "
+            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
             f"{', '.join(r['random_frozen_weights']) or '–'} |")
 
 
@@ -77,7 +77,7 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
         "of each pair. FLOPs: `torch.utils.flop_counter` over one step (forward and backward, 2 per",
         "multiply-add). Peak: the best n×n fp32 matmul (bf16 under bf16-mixed on CUDA) measured in the same",
         "process; ratio = achieved FLOP/s ÷ that peak. Memory: peak RSS of the process on CPU, the CUDA",
-        "allocator's peak on GPU. Load: the 1-minute load average when the run ended (the machine is shared:",
+        "allocator's peak on GPU. Load: the 1-minute load average at the start → end of the run (the machine is shared:",
         "with 2 cores, a load above 2 means the run competed for them).",
         "",
         "| preset | px | pairs | device | s/step | images/s | data ms | GFLOP/step | GFLOP/s | peak GFLOP/s "

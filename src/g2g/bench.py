@@ -133,17 +133,6 @@ def random_batches(config: dict, num_classes: int, device: str):
     return Forever()
 
 
-def compile_networks(module) -> None:
-    """torch.compile every trained and frozen network in place (state-dict keys unchanged)."""
-    nets = [*module.generator.children(), module.discriminator, module.class_critic,
-            getattr(module, "perceptual", None), getattr(module, "identity", None)]
-    seen = set()
-    for net in nets:
-        if net is not None and id(net) not in seen:
-            seen.add(id(net))
-            net.compile()
-
-
 # ---- timing ----
 
 class _Timer:
@@ -240,6 +229,7 @@ def run_bench(preset: str, size: int, batch: int, device: str = "cpu", steps: in
     if steps < 1 or warmup < 0:
         raise ValueError("--steps must be at least 1 and --warmup at least 0")
     config = load_config(preset, size, batch, list(overrides))
+    load_start = round(os.getloadavg()[0], 2)
     precision = precision or ("bf16-mixed" if device == "cuda" else "32-true")
     model_args = dict(config["model"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,6 +243,7 @@ def run_bench(preset: str, size: int, batch: int, device: str = "cpu", steps: in
         torch.manual_seed(config.get("seed_everything", 0))
         module = G2GModule(**model_args)
     if compile:
+        from .callbacks import compile_networks
         compile_networks(module)
     timer = _Timer(warmup, steps, device, profile)
     trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,
@@ -290,7 +281,8 @@ def run_bench(preset: str, size: int, batch: int, device: str = "cpu", steps: in
         "peak_memory_mb": round(peak_mb, 1), "memory_kind": kind,
         "gflop_per_step": timer.flops / 1e9, "achieved_gflops": achieved,
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "peak_ratio": achieved / peaks[ref],
-        "peak_ratio_of": ref, "random_frozen_weights": frozen, "overrides": list(overrides), "machine": machine(),
+        "peak_ratio_of": ref, "random_frozen_weights": frozen, "overrides": list(overrides),
+        "machine": {**machine(), "load_1min_start": load_start},
     }
 
 
@@ -302,7 +294,7 @@ def summary(r: dict) -> str:
             f"{r['data_s_median'] * 1e3:.1f} ms, {r['gflop_per_step']:.1f} GFLOP/step, "
             f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['peak_ratio']:.0f} % of {r['peak_ratio_of']} "
             f"matmul peak {r['matmul_peak_gflops'][r['peak_ratio_of']]:.1f}, peak memory "
-            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {r['machine']['load_1min']}{flag}")
+            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {r['machine'].get('load_1min_start', '?')}→{r['machine']['load_1min']}{flag}")
 
 
 def bench_main(args) -> int:
