@@ -188,7 +188,7 @@ def upsample_conv5(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     columns along each border are computed the direct way, from thin slices. (B, C, h, w) → (B, C', 2h, 2w)."""
     w, b = conv.weight, conv.bias
     h_in, w_in = x.shape[-2:]
-    if min(h_in, w_in) < 3 or conv.kernel_size != (5, 5) or conv.padding_mode != "reflect":
+    if min(h_in, w_in) < 2 or conv.kernel_size != (5, 5) or conv.padding_mode != "reflect":
         return conv(upsample2x(x))
     taps = _PHASE_TAPS.to(w)
     # (C', C, 5, 5) → (C', 2, 2, C, 3, 3): phase (ry, rx) kernel = taps[ry] · W · taps[rx]ᵀ
@@ -199,10 +199,11 @@ def upsample_conv5(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     def direct(part: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
         return F.conv2d(F.pad(upsample2x(part), pad, mode="reflect"), w, b)
 
-    y[..., :2, :] = direct(x[..., :3, :], (2, 2, 2, 0))[..., :2, :]
-    y[..., -2:, :] = direct(x[..., -3:, :], (2, 2, 0, 2))[..., -2:, :]
-    y[..., :, :2] = direct(x[..., :, :3], (2, 0, 2, 2))[..., :, :2]
-    y[..., :, -2:] = direct(x[..., :, -3:], (0, 2, 2, 2))[..., :, -2:]
+    # two input rows (four upsampled, two reflected) give exactly the two border rows; columns alike
+    y[..., :2, :] = direct(x[..., :2, :], (2, 2, 2, 0))
+    y[..., -2:, :] = direct(x[..., -2:, :], (2, 2, 0, 2))
+    y[..., :, :2] = direct(x[..., :, :2], (2, 0, 2, 2))
+    y[..., :, -2:] = direct(x[..., :, -2:], (0, 2, 2, 2))
     return y
 
 
