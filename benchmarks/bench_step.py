@@ -56,7 +56,7 @@ def _row(r: dict) -> str:
             f"{' compiled' if r['compile'] else ''} | {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
             f"{r['step_s_max']:.3f}, n={r['steps']}) | {r['images_per_s']:.1f} | {1e3 * r['data_s_median']:.1f} | "
             f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:.1f} | {peak:.1f} | {100 * r['peak_ratio']:.0f} % | "
-            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
+            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; code {m.get('code', '?')}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
             f"{', '.join(r['random_frozen_weights']) or '–'} |")
 
 

@@ -46,6 +46,12 @@ def machine() -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
+    try:  # the code that was measured
+        import subprocess
+        info["code"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                                      capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        info["code"] = "unknown"
     return info
 
 
