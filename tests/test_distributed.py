@@ -52,6 +52,7 @@ def test_two_cpu_processes_keep_identical_weights(tmp_path):
 
 @pytest.mark.parametrize("trainer, expected", [
     ({"devices": 1}, "auto"),
+    ({"devices": "auto", "accelerator": "cpu"}, "auto"),
     ({"devices": 2, "accelerator": "cpu"}, "ddp_find_unused_parameters_true"),
     ({"devices": "2", "accelerator": "cpu"}, "ddp_find_unused_parameters_true"),
     ({"devices": [0, 1], "accelerator": "gpu"}, "ddp_find_unused_parameters_true"),

@@ -113,7 +113,10 @@ def default_strategy(trainer: dict) -> Any:
     strategy = trainer.get("strategy", "auto")
     if strategy != "auto":
         return strategy
-    several = int(trainer.get("num_nodes", 1) or 1) > 1 or _process_count(trainer.get("devices", "auto")) > 1
+    devices = trainer.get("devices", "auto")
+    if trainer.get("accelerator") == "cpu" and devices in ("auto", -1, "-1"):
+        devices = 1  # Lightning's 'auto' on a CPU is one process
+    several = int(trainer.get("num_nodes", 1) or 1) > 1 or _process_count(devices) > 1
     return ddp_strategy() if several else "auto"
 
 
