@@ -51,7 +51,9 @@ def _reason(e: Exception) -> str:
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the EMA generator of a training checkpoint as safetensors + JSON config."""
+    """Write the EMA generator of a training checkpoint as safetensors + JSON config. A frozen VGGFace2
+    class encoder is not in training checkpoints: it is read again from the run's identity_weights file,
+    and the exported model then holds it (an exported model needs nothing else)."""
     ckpt = load_checkpoint(checkpoint)
     try:
         config = GeneratorConfig.from_dict(ckpt["hyper_parameters"]["generator"])
@@ -59,7 +61,17 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     except (KeyError, TypeError, AttributeError):
         raise ValueError(f"{checkpoint} is not a G2G training checkpoint (no generator config or weights)") from None
-    gen = Generator(config)
+    identity = None
+    if config.class_encoder == "vggface2" and not any(k.startswith("class_encoder.") for k in state):
+        from .networks.identity import IdentityNet
+        path = ckpt["hyper_parameters"].get("identity_weights")
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(f"{checkpoint}: its class encoder is the frozen VGGFace2 network, whose weights "
+                                    f"training checkpoints leave out; they are read from the run's "
+                                    f"identity_weights file, {path}, which is not there")
+        identity = IdentityNet.from_file(path)
+        state.update({f"class_encoder.{k}": v for k, v in identity.state_dict().items()})
+    gen = Generator(config, class_encoder=identity)
     try:
         gen.load_state_dict(state)
     except RuntimeError as e:

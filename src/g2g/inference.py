@@ -141,7 +141,7 @@ class G2GModel:
         drawn with the class of image i (the diagonal is the short reconstruction)."""
         content, class_code = self.encode(images)
         n = images.shape[0]
-        out = self.decode(content.repeat(n, 1, 1, 1), class_code.repeat_interleave(n, dim=0))
+        out = self.decode(torch.cat([content] * n), class_code.repeat_interleave(n, dim=0))  # any code rank
         return out.view(n, n, *out.shape[1:])
 
 

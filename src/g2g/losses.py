@@ -26,6 +26,19 @@ def activation_l2(code: torch.Tensor) -> torch.Tensor:
     return code.pow(2).mean()
 
 
+def feature_matching(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """FUNIT's feature matching: L1 between discriminator features (B, F, h, w) averaged over space."""
+    return l1(features.mean(dim=(2, 3)), target.mean(dim=(2, 3)))
+
+
+def linear_warmup(step: int, start: int, length: int) -> float:
+    """A loss weight's factor: 0 before `start`, rising linearly to 1 over the next `length` steps, then 1
+    (the seed's identity-loss weight: δ_min for some epochs, then a linear rise to δ_max)."""
+    if length <= 0:
+        return float(step >= start)
+    return min(max((step - start) / length, 0.0), 1.0)
+
+
 def class_consistency(logits: torch.Tensor, target_class: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of a class critic's logits on mixed images against the class they should show."""
     return F.cross_entropy(logits, target_class)

@@ -11,12 +11,41 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from . import losses
-from .networks.discriminators import ClassCritic, PatchGAN
+from .networks.discriminators import ClassCritic, PatchGAN, ProjectionDiscriminator
+from .networks.funit import init_from_funit_checkpoint
 from .networks.generator import Generator, GeneratorConfig
+from .networks.identity import IdentityNet
+from .networks.perceptual import VGGPerceptual
 from .wiring import G2GResult, g2g_forward
 
 log = logging.getLogger(__name__)
 NAN_POLICIES = ("stop", "skip")
+FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
+DISCRIMINATORS = ("basic", "n_layers", "pixel", "projection")
+
+
+def _check_options(generator: GeneratorConfig, o: dict) -> None:
+    """User mistakes in the module's options, as one-line ValueErrors before anything is built."""
+    if o["gan_loss"] not in losses.GAN_LOSSES:
+        raise ValueError(f"unknown gan_loss {o['gan_loss']!r}: use one of {', '.join(losses.GAN_LOSSES)}")
+    if o["discriminator"] not in DISCRIMINATORS:
+        raise ValueError(f"unknown discriminator {o['discriminator']!r}: use one of {', '.join(DISCRIMINATORS)}")
+    if o["lambda_class"] > 0 and o["num_classes"] < 2:
+        raise ValueError(f"lambda_class > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}): "
+                         f"use one sub-folder per class, or set model.lambda_class: 0")
+    fm = [k for k in ("lambda_fm_mixed", "lambda_fm_short", "lambda_fm_long", "lambda_fm_mixed_long") if o[k] > 0]
+    if fm and o["discriminator"] != "projection":
+        raise ValueError(f"{fm[0]} (feature matching) needs discriminator 'projection'")
+    if o["discriminator"] == "projection" and o["gan_loss"] == "wgangp":
+        raise ValueError("gan_loss 'wgangp' is not defined for the class-conditional 'projection' discriminator")
+    if o["nan_policy"] not in NAN_POLICIES:
+        raise ValueError(f"unknown nan_policy {o['nan_policy']!r}: use one of {', '.join(NAN_POLICIES)}")
+    if o["perceptual"] not in ("none", "vgg16"):
+        raise ValueError(f"perceptual must be 'none' or 'vgg16', not {o['perceptual']!r}")
+    if o["optimizer"] not in ("adam", "rmsprop"):
+        raise ValueError(f"optimizer must be 'adam' or 'rmsprop', not {o['optimizer']!r}")
+    if o["init_from"] is not None and generator.arch != "funit":
+        raise ValueError(f"init_from takes a FUNIT checkpoint: it needs generator.arch 'funit', not {generator.arch!r}")
 
 
 class G2GModule(L.LightningModule):
@@ -30,18 +59,35 @@ class G2GModule(L.LightningModule):
         lambda_class_cycle: float = 0.0,
         lambda_content_l2: float = 0.0,
         lambda_class: float = 0.0,
+        lambda_identity: float = 0.0,
         lambda_adv: float = 0.0,
+        lambda_adv_short: float = 0.0,
+        lambda_fm_mixed: float = 0.0,
+        lambda_fm_short: float = 0.0,
+        lambda_fm_long: float = 0.0,
+        lambda_fm_mixed_long: float = 0.0,
+        lambda_d_adv: float = 1.0,
+        lambda_r1: float = 0.0,
         content_noise: float = 0.0,
+        perceptual: str = "none",
+        perceptual_weights: str | None = None,
+        perceptual_layer: str = "relu2_2",
+        identity_weights: str | None = None,
+        identity_warmup_start: int = 0,
+        identity_warmup_steps: int = 0,
         gan_loss: str = "lsgan",
         discriminator: str = "basic",
         d_layers: int = 3,
+        d_res_blocks: int = 10,
         ndf: int = 64,
+        optimizer: str = "adam",
         lr_g: float = 1e-3,
         lr_d: float = 1e-3,
         beta1: float = 0.5,
         beta2: float = 0.999,
         weight_decay: float = 0.0,
         ema_decay: float = 0.999,
+        init_from: str | None = None,
         panel_every: int = 500,
         seed: int = 0,
         channels_last: bool = False,
@@ -50,24 +96,49 @@ class G2GModule(L.LightningModule):
         """
         Args:
             generator: architecture of E_A, E_B and G (exported with the weights).
-            num_classes: classes of the training data (linked from the data); needed by lambda_class.
-            lambda_short: L1 short reconstruction x̂ vs x.
-            lambda_long: L1 long reconstruction r vs x (the G2G reassembly cycle); 0 skips reassembly
-                unless a code-cycle term needs it.
+            num_classes: classes of the training data (linked from the data); needed by lambda_class and
+                the projection discriminator.
+            lambda_short: short reconstruction x̂ vs x (L1 of pixels, or of VGG features: `perceptual`).
+            lambda_long: long reconstruction r vs x (the G2G reassembly cycle; distance as lambda_short); 0
+                skips reassembly unless another term needs it.
             lambda_content_cycle: ‖a(m) − a‖² (L_cyc,A).
             lambda_class_cycle: ‖b(m1) − b2‖² + ‖b(m2) − b1‖² (L_cyc,B).
             lambda_content_l2: L2 activation penalty on content codes (content bottleneck).
             lambda_class: cross-entropy of a class critic (trained on real labelled images) on mixed images.
-            lambda_adv: adversarial term on mixed images (PatchGAN).
+            lambda_identity: identity loss ‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁ with the frozen
+                VGGFace2 network (needs identity_weights), reached after the warm-up below.
+            lambda_adv: adversarial term on mixed images m1, m2.
+            lambda_adv_short: adversarial term on short reconstructions x̂1, x̂2.
+            lambda_fm_mixed: feature matching (projection discriminator): m1 vs x2, m2 vs x1 (FUNIT's l_m_rec).
+            lambda_fm_short: feature matching x̂ vs x (FUNIT's l_c_rec).
+            lambda_fm_long: feature matching r vs x.
+            lambda_fm_mixed_long: feature matching r1 vs m2, r2 vs m1 (each long reconstruction against the
+                mixed image it took its class code from; the mixed side is the fixed target).
+            lambda_d_adv: ζ, weight of the critic's real/fake term (itself the mean of the two).
+            lambda_r1: R1 penalty on real images (projection discriminator: FUNIT's scale,
+                `losses.r1_penalty_funit`, so FUNIT's weight 10 means the same; PatchGAN: ½‖∇D‖²).
             content_noise: std of Gaussian noise added to content codes in training (content bottleneck).
+            perceptual: 'none' (pixel L1) or 'vgg16' (L1 of frozen VGG16 features) for short and long
+                reconstructions.
+            perceptual_weights: VGG16 state dict file; None reads torchvision's file from the torch hub cache.
+            perceptual_layer: VGG16 layer whose features are compared (only the layers up to it are run).
+            identity_weights: VGGFace2 `resnet50_ft` state dict, for generator.class_encoder 'vggface2' and
+                lambda_identity.
+            identity_warmup_start / identity_warmup_steps: the identity weight is 0 for the first
+                `start` steps, then rises linearly to lambda_identity over `steps` steps.
             gan_loss: 'lsgan', 'vanilla', 'hinge' or 'wgangp'.
-            discriminator: PatchGAN kind: 'basic', 'n_layers' or 'pixel'.
+            discriminator: PatchGAN kind 'basic', 'n_layers' or 'pixel', or 'projection' (FUNIT's multi-class
+                projection discriminator, scoring each image as the class it should show).
             d_layers: PatchGAN depth for kind 'n_layers'.
-            ndf: PatchGAN base width.
-            lr_g / lr_d: Adam learning rates of the generator and of the critics.
+            d_res_blocks: residual blocks of the projection discriminator (even).
+            ndf: discriminator base width.
+            optimizer: 'adam' or 'rmsprop' (FUNIT), for the generator and the critics alike.
+            lr_g / lr_d: learning rates of the generator and of the critics.
             beta1 / beta2: Adam betas (both optimizers).
-            weight_decay: Adam weight decay (both optimizers).
+            weight_decay: weight decay (both optimizers).
             ema_decay: decay of the generator's exponential moving average (used for panels and export).
+            init_from: NVIDIA FUNIT checkpoint to start from (arch funit): its 'gen' initialises the
+                generator, its 'gen_test' the EMA generator (then without the EMA warm-up).
             panel_every: steps between image panels.
             seed: seed of network initialisation and content-code noise.
             nan_policy: a NaN/Inf loss term or gradient 'stop's training with one line naming it (the
@@ -78,26 +149,43 @@ class G2GModule(L.LightningModule):
         super().__init__()
         if isinstance(generator, dict):
             generator = GeneratorConfig.from_dict(generator)
-        if gan_loss not in losses.GAN_LOSSES:
-            raise ValueError(f"unknown gan_loss {gan_loss!r}: use one of {', '.join(losses.GAN_LOSSES)}")
-        if lambda_class > 0 and num_classes < 2:
-            raise ValueError(f"lambda_class > 0 needs a labelled dataset with at least 2 classes (got {num_classes}): "
-                             f"use one sub-folder per class, or set model.lambda_class: 0")
-        if nan_policy not in NAN_POLICIES:
-            raise ValueError(f"unknown nan_policy {nan_policy!r}: use one of {', '.join(NAN_POLICIES)}")
+        _check_options(generator, locals())
         self.save_hyperparameters()
         self.hparams["generator"] = generator.to_dict()  # plain dict: checkpoints load with weights_only
         self.automatic_optimization = False
+        # frozen networks, loaded from the user's files: never trained, always in eval mode, left out of
+        # training checkpoints (on_save_checkpoint) and shared by the generator and its EMA copy
+        self.identity = None
+        if generator.class_encoder == "vggface2" or lambda_identity > 0:
+            if identity_weights is None:
+                raise ValueError("class_encoder 'vggface2' and lambda_identity need model.identity_weights: the "
+                                 "VGGFace2 resnet50_ft PyTorch state dict (resnet50_ft_dag.pth)")
+            self.identity = IdentityNet.from_file(identity_weights)
         torch.manual_seed(seed)
-        self.generator = Generator(generator)
-        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
-        self.discriminator = PatchGAN(generator.channels, ndf, discriminator, d_layers) if lambda_adv > 0 else None
-        if self.discriminator is not None and generator.image_size < self.discriminator.min_size:
-            raise ValueError(f"the {discriminator!r} PatchGAN needs images of at least {self.discriminator.min_size} px, "
-                             f"got image_size {generator.image_size}: use discriminator 'pixel' or fewer d_layers")
+        self.generator = Generator(generator, class_encoder=self.identity)
+        self.perceptual = VGGPerceptual(perceptual_weights, perceptual_layer) if perceptual == "vgg16" else None
+        frozen = {id(m): m for m in self.generator.modules() if isinstance(m, FROZEN)}
+        self.generator_ema = copy.deepcopy(self.generator, memo=frozen).requires_grad_(False)
+        if init_from is not None:  # FUNIT's own resume: the trained generator and its EMA copy
+            init_from_funit_checkpoint(self.generator, init_from, "gen")
+            init_from_funit_checkpoint(self.generator_ema, init_from, "gen_test")
+        self.needs_d = any(v > 0 for v in (lambda_adv, lambda_adv_short, lambda_fm_mixed, lambda_fm_short,
+                                           lambda_fm_long, lambda_fm_mixed_long))
+        self.discriminator = None
+        if self.needs_d and discriminator == "projection":
+            self.discriminator = ProjectionDiscriminator(num_classes, generator.channels, ndf, d_res_blocks)
+        elif self.needs_d:
+            self.discriminator = PatchGAN(generator.channels, ndf, discriminator, d_layers)
+            if generator.image_size < self.discriminator.min_size:
+                raise ValueError(f"the {discriminator!r} PatchGAN needs images of at least "
+                                 f"{self.discriminator.min_size} px, got image_size {generator.image_size}: "
+                                 "use discriminator 'pixel' or fewer d_layers")
         self.class_critic = ClassCritic(num_classes, generator.channels) if lambda_class > 0 else None
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
-        self.needs_long = lambda_long > 0 or lambda_content_cycle > 0 or lambda_class_cycle > 0
+        self.r1_penalty = losses.r1_penalty_funit if discriminator == "projection" else losses.r1_penalty
+        self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))
+        self.needs_long = any(v > 0 for v in (lambda_long, lambda_content_cycle, lambda_class_cycle,
+                                              lambda_fm_long, lambda_fm_mixed_long))
         self._panel: dict | None = None
         self.skipped_batches = 0  # steps dropped for non-finite values (nan_policy 'skip'), checkpointed
 
@@ -105,12 +193,31 @@ class G2GModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        betas = (h.beta1, h.beta2)
-        opts = [torch.optim.Adam(self.generator.parameters(), h.lr_g, betas, weight_decay=h.weight_decay)]
+
+        def make(params, lr):
+            if h.optimizer == "rmsprop":
+                return torch.optim.RMSprop(params, lr, weight_decay=h.weight_decay)
+            return torch.optim.Adam(params, lr, (h.beta1, h.beta2), weight_decay=h.weight_decay)
+
+        opts = [make([p for p in self.generator.parameters() if p.requires_grad], h.lr_g)]
         critics = [p for m in (self.discriminator, self.class_critic) if m is not None for p in m.parameters()]
         if critics:
-            opts.append(torch.optim.Adam(critics, h.lr_d, betas, weight_decay=h.weight_decay))
+            opts.append(make(critics, h.lr_d))
         return opts
+
+    # ---- frozen networks stay out of training checkpoints: they come from the user's files ----
+
+    def _frozen_keys(self) -> tuple[str, ...]:
+        return tuple(f"{name}." for name, m in self.named_modules(remove_duplicate=False) if isinstance(m, FROZEN))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        prefixes = self._frozen_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefixes)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        prefixes = self._frozen_keys()
+        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
 
     def on_fit_start(self) -> None:
         if self.hparams.channels_last:
@@ -135,32 +242,45 @@ class G2GModule(L.LightningModule):
                      for k, v in batch.items()}
         noise = self.step_generator()
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
-                           h.content_noise, noise, long=self.needs_long)
+                           h.content_noise, noise, long=self.needs_long, short=self.needs_short)
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Discriminator scores and, for the projection discriminator, its features (B, F, h, w); the
+        projection discriminator scores each image as `labels`, the class it should show."""
+        if isinstance(self.discriminator, ProjectionDiscriminator):
+            return self.discriminator(images, labels)
+        return self.discriminator(images), None
 
     def critic_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
-        """Named, unweighted critic losses on real images and detached mixed images."""
+        """Named, weighted critic losses on real images and detached mixed images."""
+        h = self.hparams
         terms = {}
-        real = torch.cat([batch["x1"], batch["x2"]])
+        real, y_real = torch.cat([batch["x1"], batch["x2"]]), torch.cat([batch["y1"], batch["y2"]])
         if self.discriminator is not None:
-            fake = torch.cat([res.m1, res.m2]).detach()
-            terms["d_adv"] = self.d_loss(self.discriminator(real), self.discriminator(fake))
-            if self.hparams.gan_loss == "wgangp":
+            fake, y_fake = torch.cat([res.m1, res.m2]).detach(), torch.cat([batch["y2"], batch["y1"]])  # m1: x2's class
+            if h.lambda_r1:
+                real = real.detach().requires_grad_(True)
+            real_scores, _ = self.score(real, y_real)
+            terms["d_adv"] = h.lambda_d_adv * self.d_loss(real_scores, self.score(fake, y_fake)[0])
+            if h.gan_loss == "wgangp":
                 terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake,
                                                                 self.step_generator())
+            if h.lambda_r1:
+                terms["d_r1"] = h.lambda_r1 * self.r1_penalty(real_scores, real)
         if self.class_critic is not None:
-            labels = torch.cat([batch["y1"], batch["y2"]])
-            terms["d_class"] = losses.class_consistency(self.class_critic(real), labels)
+            terms["d_class"] = losses.class_consistency(self.class_critic(real.detach()), y_real)
         return terms
+
+    def identity_weight(self) -> float:
+        h = self.hparams
+        return h.lambda_identity * losses.linear_warmup(self.global_step, h.identity_warmup_start,
+                                                        h.identity_warmup_steps)
 
     def generator_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
         """Weighted generator losses by name (only the active ones)."""
         h = self.hparams
         x1, x2 = batch["x1"], batch["x2"]
-        terms = {}
-        if h.lambda_short:
-            terms["short"] = h.lambda_short * (losses.l1(res.x1_hat, x1) + losses.l1(res.x2_hat, x2))
-        if h.lambda_long:
-            terms["long"] = h.lambda_long * (losses.l1(res.r1, x1) + losses.l1(res.r2, x2))
+        terms = self.reconstruction_terms(x1, x2, res)
         if h.lambda_content_cycle:
             terms["content_cycle"] = h.lambda_content_cycle * (
                 losses.code_cycle(res.a_m1, res.a1) + losses.code_cycle(res.a_m2, res.a2))
@@ -174,8 +294,73 @@ class G2GModule(L.LightningModule):
             logits = self.class_critic(torch.cat([res.m1, res.m2]))
             terms["class"] = h.lambda_class * losses.class_consistency(
                 logits, torch.cat([batch["y2"], batch["y1"]]))
+        weight = self.identity_weight()
+        if weight > 0:  # (nothing to compute while the warm-up holds the weight at 0)
+            terms["identity"] = weight * self.identity_loss(x1, x2, res)
         if self.discriminator is not None:
-            terms["adv"] = h.lambda_adv * self.g_loss(self.discriminator(torch.cat([res.m1, res.m2])))
+            terms.update(self.adversarial_terms(batch, res))
+        return terms
+
+    def reconstruction_terms(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Short (x̂ vs x) and long (r vs x) reconstruction: L1 of pixels, or of VGG16 features, where the
+        features of x are computed once, without gradients, and those of x̂ and r in one call. Each term is
+        the sum over the pair (x1, x2) of the mean distance."""
+        h = self.hparams
+        images = {"short": (res.x1_hat, res.x2_hat), "long": (res.r1, res.r2)}
+        names = [name for name in images if h[f"lambda_{name}"]]
+        if not names:
+            return {}
+        pred, target = torch.cat([im for name in names for im in images[name]]), torch.cat([x1, x2])
+        if self.perceptual is not None:
+            with torch.no_grad():
+                target = self.perceptual(target)
+            pred = self.perceptual(pred)
+        return {name: h[f"lambda_{name}"] * 2 * losses.l1(p, target)
+                for name, p in zip(names, pred.split(len(target)))}
+
+    def identity_loss(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> torch.Tensor:
+        """‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁. When E_ID is the class encoder, both sides are
+        class codes of the pass (b2 is then the code of x2's class references when pairs are supervised)."""
+        if self.identity is self.generator.class_encoder and res.b_m1 is not None:
+            mixed, target = torch.cat([res.b_m1, res.b_m2]), torch.cat([res.b2, res.b1])
+        else:
+            with torch.no_grad():
+                target = self.identity(torch.cat([x2, x1]))              # (2B, 2048)
+            mixed = self.identity(torch.cat([res.m1, res.m2]))
+        return 2 * losses.l1(mixed, target)
+
+    def adversarial_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Adversarial and feature-matching terms from one discriminator call on the generated images, each
+        scored as the class it should show (m1: x2's, x̂1 and r1: x1's); features are averaged over space."""
+        h = self.hparams
+        y1, y2 = batch["y1"], batch["y2"]
+        groups = {"mixed": ((res.m1, res.m2), (y2, y1))}
+        if h.lambda_adv_short or h.lambda_fm_short:
+            groups["short"] = ((res.x1_hat, res.x2_hat), (y1, y2))
+        if h.lambda_fm_long or h.lambda_fm_mixed_long:
+            groups["long"] = ((res.r1, res.r2), (y1, y2))
+        scores, features = self.score(torch.cat([im for ims, _ in groups.values() for im in ims]),
+                                      torch.cat([y for _, ys in groups.values() for y in ys]))
+        n = 2 * len(y1)
+        scores = dict(zip(groups, scores.split(n)))
+        terms = {}
+        if h.lambda_adv:
+            terms["adv"] = h.lambda_adv * self.g_loss(scores["mixed"])
+        if h.lambda_adv_short:
+            terms["adv_short"] = h.lambda_adv_short * self.g_loss(scores["short"])
+        if features is None or not any(h[k] for k in ("lambda_fm_mixed", "lambda_fm_short", "lambda_fm_long",
+                                                       "lambda_fm_mixed_long")):
+            return terms
+        f = dict(zip(groups, features.split(n)))
+        with torch.no_grad():  # features of the real images x1, x2: targets
+            _, real = self.score(torch.cat([batch["x1"], batch["x2"]]), torch.cat([y1, y2]))
+        fm = {"fm_mixed": lambda: losses.feature_matching(f["mixed"], real.roll(n // 2, dims=0)),  # m1 vs x2
+              "fm_short": lambda: losses.feature_matching(f["short"], real),
+              "fm_long": lambda: losses.feature_matching(f["long"], real),
+              "fm_mixed_long": lambda: losses.feature_matching(f["long"], f["mixed"].detach().roll(n // 2, dims=0))}
+        for name, term in fm.items():
+            if h[f"lambda_{name}"]:
+                terms[name] = h[f"lambda_{name}"] * 2 * term()
         return terms
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -201,6 +386,8 @@ class G2GModule(L.LightningModule):
             if m is not None:
                 m.requires_grad_(False)
         g_terms = self.generator_terms(batch, res)
+        if self.hparams.lambda_identity:  # the weight of this step (the generator's step advances global_step)
+            logs["train/identity_weight"] = self.identity_weight()
         g_total = sum(g_terms.values())
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
@@ -261,9 +448,16 @@ class G2GModule(L.LightningModule):
     @torch.no_grad()
     def update_ema(self) -> None:
         step = self.global_step
-        decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
-        ema = list(self.generator_ema.parameters())
-        torch._foreach_lerp_(ema, list(self.generator.parameters()), 1.0 - decay)
+        decay = self.hparams.ema_decay
+        if self.hparams.init_from is None:  # an EMA loaded from a checkpoint needs no warm-up
+            decay = min(decay, (1 + step) / (10 + step))
+        # frozen networks are shared, not averaged; buffers (batch-norm statistics of arch lord) are copied
+        pairs = [(e, p) for e, p in zip(self.generator_ema.parameters(), self.generator.parameters()) if e is not p]
+        if pairs:
+            torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1.0 - decay)
+        buffers = [(e, b) for e, b in zip(self.generator_ema.buffers(), self.generator.buffers()) if e is not b]
+        if buffers:
+            torch._foreach_copy_([e for e, _ in buffers], [b for _, b in buffers])
 
     # ---- image panels from a fixed batch ----
 
@@ -281,7 +475,10 @@ class G2GModule(L.LightningModule):
         if self._panel is None:
             self._panel = self.trainer.datamodule.panel_batch()
         b = {k: v.to(self.device) for k, v in self._panel.items()}
+        training = self.generator_ema.training
+        self.generator_ema.eval()  # batch-norm statistics of training (arch lord), not of the panel batch
         res = g2g_forward(self.generator_ema, b["x1"], b["x2"], b["ref1"], b["ref2"])
+        self.generator_ema.train(training)
         rows = [b["x1"], b["x2"], res.m1, res.m2, res.r1, res.r2]
         return make_grid(torch.cat(rows).cpu(), nrow=b["x1"].shape[0], normalize=True, value_range=(-1, 1))
 

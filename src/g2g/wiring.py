@@ -12,7 +12,8 @@ from .networks.generator import Generator
 @dataclass
 class G2GResult:
     """Every code and image of one G2G pass over pairs (x1, x2). Images (B, 3, H, W); content codes
-    (B, C, h, w); class codes (B, D). Content codes are the encoder outputs before any training noise."""
+    (B, C, h, w) (arch lord: (B, C)); class codes (B, D). Content codes are the encoder outputs before any
+    training noise."""
 
     a1: torch.Tensor            # content code of x1
     a2: torch.Tensor            # content code of x2
@@ -20,8 +21,8 @@ class G2GResult:
     b2: torch.Tensor            # class code of x2 (or of x2's class references)
     m1: torch.Tensor            # mixed: G(a1, b2) — content of x1, class of x2
     m2: torch.Tensor            # mixed: G(a2, b1) — content of x2, class of x1
-    x1_hat: torch.Tensor        # short reconstruction G(a1, b1)
-    x2_hat: torch.Tensor        # short reconstruction G(a2, b2)
+    x1_hat: torch.Tensor | None = None  # short reconstruction G(a1, b1)
+    x2_hat: torch.Tensor | None = None  # short reconstruction G(a2, b2)
     a_m1: torch.Tensor | None = None   # content code of m1 (≈ a1 ideally)
     a_m2: torch.Tensor | None = None   # content code of m2 (≈ a2)
     b_m1: torch.Tensor | None = None   # class code of m1 (≈ b2)
@@ -42,12 +43,13 @@ def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) 
 def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
                 class_in1: torch.Tensor | None = None, class_in2: torch.Tensor | None = None,
                 content_noise: float = 0.0, generator: torch.Generator | None = None,
-                long: bool = True) -> G2GResult:
+                long: bool = True, short: bool = True) -> G2GResult:
     """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
 
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
     seed's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
-    class code cannot carry the instance's content. `long=False` stops after the disassembly stage.
+    class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
+    `short=False` skips the short reconstructions (a training objective without them need not draw them).
     Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
     the reassembly encodes and the long reconstructions one call each."""
     b = x1.shape[0]
@@ -60,9 +62,10 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     a1, a2 = a.split(b)
     b1, b2 = codes.split(b)
     an = _noisy(a, content_noise, generator)
-    # one decoder call: [m1, m2, x̂1, x̂2] = G([a1, a2, a1, a2], [b2, b1, b1, b2])
-    images = gen.decode(an.repeat(2, 1, 1, 1), torch.cat([b2, b1, b1, b2]))
-    m1, m2, x1_hat, x2_hat = images.split(b)
+    if short:  # one decoder call: [m1, m2, x̂1, x̂2] = G([a1, a2, a1, a2], [b2, b1, b1, b2])
+        m1, m2, x1_hat, x2_hat = gen.decode(torch.cat([an, an]), torch.cat([b2, b1, b1, b2])).split(b)
+    else:
+        (m1, m2), x1_hat, x2_hat = gen.decode(an, codes.roll(b, dims=0)).split(b), None, None
     result = G2GResult(a1, a2, b1, b2, m1, m2, x1_hat, x2_hat)
     if not long:
         return result

@@ -1,7 +1,8 @@
 """The G2G generator: content encoder E_A, class encoder E_B and AdaIN decoder G, built from one
 typed config that travels with the weights (an exported model needs nothing else). `arch` picks the
-networks: this package's (`g2g`) or FUNIT's FewShotGen (`funit`, networks/funit.py), which loads
-NVIDIA's published checkpoints."""
+networks: this package's (`g2g`), FUNIT's FewShotGen (`funit`, networks/funit.py), which loads
+NVIDIA's published checkpoints, or LORD-style vector-code networks (`lord`, networks/lord.py, the `naive`
+preset). `class_encoder: vggface2` replaces E_B by the frozen VGGFace2 identity network (2048-d codes)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -12,8 +13,11 @@ from torch import nn
 from .decoders import AdaINDecoder
 from .encoders import ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
+from .identity import FEATURE_DIM, IdentityNet
+from .lord import LordDecoder, VectorEncoder
 
-ARCHS = ("g2g", "funit")
+ARCHS = ("g2g", "funit", "lord")
+CLASS_ENCODERS = ("learned", "vggface2")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class GeneratorConfig:
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)
+    class_encoder: str = "learned"  # "learned" (the arch's E_B) or "vggface2" (the frozen VGGFace2 ResNet-50:
+                                    # class_dim is then 2048; its weights are part of an exported model)
 
     def __post_init__(self):
         # counts (n_*) may be 0, sizes and widths must be positive
@@ -46,6 +52,10 @@ class GeneratorConfig:
             raise ValueError(f"generator config needs integers >= 1 (>= 0 for n_* counts), got {', '.join(bad)}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+        if self.class_encoder not in CLASS_ENCODERS:
+            raise ValueError(f"class_encoder must be one of {', '.join(CLASS_ENCODERS)}, not {self.class_encoder!r}")
+        if self.class_encoder == "vggface2":  # pool5 features of the identity network are the class code
+            object.__setattr__(self, "class_dim", FEATURE_DIM)
         if self.arch == "funit":
             if (self.decoder_norm != "adain" or self.n_downs_class < 2 or self.n_mlp < 2
                     or self.n_res_decoder < 1):
@@ -53,6 +63,13 @@ class GeneratorConfig:
                                  "and n_res_decoder >= 1 (FUNIT's FewShotGen has no other forms)")
             # FUNIT's content code is the content encoder's last feature map: no bottleneck projection
             object.__setattr__(self, "content_channels", self.nf * 2 ** self.n_downs_content)
+        if self.arch == "lord":
+            if self.decoder_norm != "adain":
+                raise ValueError("arch 'lord' needs decoder_norm 'adain'")
+            for name in ("n_downs_class", "n_res_decoder"):
+                if self.image_size % 2 ** getattr(self, name):
+                    raise ValueError(f"image_size {self.image_size} is not divisible by 2**{name} = "
+                                     f"{2 ** getattr(self, name)}")
         if self.decoder_norm not in ("adain", "film"):
             raise ValueError(f"decoder_norm must be 'adain' or 'film', not {self.decoder_norm!r}")
         if self.image_size % 2 ** self.n_downs_content:
@@ -71,7 +88,9 @@ class GeneratorConfig:
         return asdict(self)
 
     @property
-    def content_shape(self) -> tuple[int, int, int]:
+    def content_shape(self) -> tuple[int, ...]:
+        if self.arch == "lord":
+            return (self.content_channels,)
         side = self.image_size // 2 ** self.n_downs_content
         return (self.content_channels, side, side)
 
@@ -79,31 +98,49 @@ class GeneratorConfig:
 class Generator(nn.Module):
     """E_A, E_B and G with the three primitive operations; the G2G wiring composes them."""
 
-    def __init__(self, config: GeneratorConfig = GeneratorConfig()):
+    def __init__(self, config: GeneratorConfig = GeneratorConfig(), class_encoder: nn.Module | None = None):
+        """class_encoder: the network for class_encoder 'vggface2' (the loaded identity network), instead
+        of a randomly initialised one to load weights into."""
         super().__init__()
         c = config
         self.config = c
+        learned = c.class_encoder == "learned"
         if c.arch == "funit":
             self.content_encoder = FunitContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content)
-            self.class_encoder = FunitClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim)
+            if learned:
+                self.class_encoder = FunitClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim)
             self.decoder = FunitDecoder(c.content_channels, c.class_dim, c.n_downs_content, c.n_res_decoder,
                                         c.mlp_dim, c.n_mlp, c.channels)
+        elif c.arch == "lord":
+            self.content_encoder = VectorEncoder(c.channels, c.nf, c.n_downs_content, c.content_channels,
+                                                 c.image_size, c.max_channels)
+            if learned:
+                self.class_encoder = VectorEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.image_size,
+                                                   c.max_channels)
+            self.decoder = LordDecoder(c.content_channels, c.class_dim, c.image_size, c.n_res_decoder, c.mlp_dim,
+                                       c.channels)
         else:
             self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                   c.content_channels, c.max_channels)
-            self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+            if learned:
+                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
             self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
                                         c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels,
                                         normalize=c.decoder_norm == "adain")
+        if not learned:  # frozen, always in eval mode, with the published weights (given, or loaded later)
+            self.class_encoder = IdentityNet() if class_encoder is None else class_encoder
 
     def encode_content(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → (B, content_channels, h, w)"""
+        """(B, 3, H, W) → (B, content_channels, h, w); arch lord: (B, content_channels)"""
         return self.content_encoder(x)
 
     def encode_class(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, class_dim); (B, K, 3, H, W) → mean over the K references."""
+        if x.dim() == 5:  # K references of one class each, encoded as one batch
+            b, k = x.shape[:2]
+            return self.class_encoder(x.flatten(0, 1)).view(b, k, -1).mean(dim=1)
         return self.class_encoder(x)
 
     def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
-        """content (B, C, h, w), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
+        """content (B, C, h, w) (arch lord: (B, C)), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
         return self.decoder(content, class_code)
