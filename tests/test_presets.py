@@ -139,6 +139,11 @@ def test_preset_trains_on_celeba(name, celeba, tmp_path):
     _train(name, tmp_path, f"--data.root={celeba}", "--model.ndf=8")
     config = _check_run_and_swap(tmp_path, *sorted((celeba / "img_align_celeba").iterdir())[:2])
     assert config["arch"] == {"naive": "lord", "cyclefunit": "funit"}[name]
+    # `g2g eval` works on the exported model, on the dataset it was trained on
+    assert main(["eval", str(tmp_path / "model.safetensors"), "--data", "celeba", "--root", str(celeba),
+                 "--out", str(tmp_path / "eval"), "--pairs", "8", "--classifier-seconds", "1"]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["test"]["short_reconstruction"]["psnr"] > 0
 
 
 def test_cyclefunit_id_exports_the_identity_encoder_with_the_model(celeba, weights, tmp_path):

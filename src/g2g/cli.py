@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="disentanglement metrics of a model (JSON + Markdown)")
     e.add_argument("model", help="exported model (.safetensors or its folder)")
-    e.add_argument("--data", default="shapes", choices=["shapes", "digits", "folder"])
-    e.add_argument("--root", default=None, help="dataset folder for --data folder")
+    e.add_argument("--data", default="shapes",
+                   choices=["shapes", "digits", "folder", "unlabelled", "celeba", "animals"])
+    e.add_argument("--root", default=None, help="dataset folder for the datasets read from disk")
     e.add_argument("--out", default="outputs/eval", help="output folder (default: %(default)s)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", type=int, default=2000, help="test pairs to evaluate (default: %(default)s)")

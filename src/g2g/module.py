@@ -213,11 +213,13 @@ class G2GModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         prefixes = self._frozen_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefixes)}
+        checkpoint["skipped_batches"] = self.skipped_batches  # NaN/Inf batches skipped (nan_policy: skip)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         prefixes = self._frozen_keys()
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
+        self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
     def on_fit_start(self) -> None:
         if self.hparams.channels_last:
@@ -438,12 +440,6 @@ class G2GModule(L.LightningModule):
         log.warning("skipped the batch of step %d: %s (%d skipped so far)", self.global_step, fault,
                     self.skipped_batches)
         self.log("train/skipped_batches", float(self.skipped_batches))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["skipped_batches"] = self.skipped_batches
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
     @torch.no_grad()
     def update_ema(self) -> None:

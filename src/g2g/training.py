@@ -20,7 +20,7 @@ from .checkpoint import export_checkpoint, load_checkpoint, save_checkpoint  # n
 from .data.datamodule import G2GDataModule
 from .inference import export_generator
 from .module import G2GModule
-from .networks.generator import Generator, GeneratorConfig
+from .networks.generator import GeneratorConfig
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
