@@ -1,4 +1,4 @@
-"""`g2g` command line: train, swap, grid, eval, export, demo, identity.
+"""`g2g` command line: train, swap, grid, eval, export, demo, identity, bench.
 
 `train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
 overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
@@ -143,6 +143,11 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    from .bench import bench_main
+    return bench_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="g2g", description="Class/content disentanglement by cross-training.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -187,6 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
     d.add_argument("overrides", nargs="*", help="extra `g2g train` options, e.g. --trainer.max_time=00:00:02:00")
     d.set_defaults(func=demo)
+
+    b = sub.add_parser("bench", help="speed of the training step of a preset (JSON + one-line summary)")
+    b.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
+    b.add_argument("--size", type=int, default=32, help="image side in pixels (default: %(default)s)")
+    b.add_argument("--batch", type=int, default=8, help="pairs per step (default: %(default)s)")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    b.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
+    b.add_argument("--data", default="random", choices=["random", "preset"],
+                   help="one random batch (step alone) or the preset's data module (default: %(default)s)")
+    b.add_argument("--precision", default=None, help="Lightning precision (default: bf16-mixed on cuda, 32-true on cpu)")
+    b.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. model.channels_last=true (repeatable)")
+    b.add_argument("--out", default=None, help="write the result as JSON to this file")
+    b.add_argument("--profile", default=None, metavar="DIR", help="write a torch profiler trace of 2 steps here")
+    b.set_defaults(func=bench)
 
     i = sub.add_parser("identity", help="face identity similarity of two images (VGGFace2 ResNet-50 features)")
     i.add_argument("image1", help="first face image (resized to 224 px, centre-cropped)")

@@ -479,13 +479,16 @@ class G2GModule(L.LightningModule):
         return make_grid(torch.cat(rows).cpu(), nrow=b["x1"].shape[0], normalize=True, value_range=(-1, 1))
 
     def log_panel(self, step: int) -> None:
-        if not self.trainer.is_global_zero or self.trainer.datamodule is None:
+        if self.trainer.datamodule is None:
+            return
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask, or rank 0 waits for ever
+        if not self.trainer.is_global_zero:
             return
         grid = self.panel()
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image("panel", grid, step)
-        if self.trainer.log_dir:
-            out = Path(self.trainer.log_dir) / "panels"
+        if log_dir:
+            out = Path(log_dir) / "panels"
             out.mkdir(parents=True, exist_ok=True)
             save_image(grid, out / f"step_{step:07d}.png")

@@ -76,9 +76,48 @@ class G2GCLI(LightningCLI):
                              "checkpoint.save_top_k": 1, "checkpoint.auto_insert_metric_name": False})
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        if not self._get(self.config_init, "trainer", default={}).get("plugins"):
+        config = self._get(self.config_init, "trainer", default={})
+        if not config.get("plugins"):
             kwargs["plugins"] = [SafeCheckpointIO()]
+        kwargs["strategy"] = default_strategy(config)
         return super().instantiate_trainer(**kwargs)
+
+
+def _process_count(devices: Any) -> int:
+    """Processes per node that Lightning starts for a `devices` value (-1 and 'auto': every GPU)."""
+    import torch
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        if devices.strip().lstrip("-").isdigit():
+            devices = int(devices)
+        else:  # "auto"
+            return max(torch.cuda.device_count(), 1)
+    return max(torch.cuda.device_count(), 1) if devices == -1 else int(devices)
+
+
+def ddp_strategy(spawn: bool = False) -> str:
+    """Lightning's DDP for the G2G step. One forward pass feeds two backward passes on disjoint
+    parameters (the critic's loss never reaches the generator, the generator's reaches the critics only
+    while they are frozen), so every backward leaves parameters without gradients: plain `ddp` stops
+    with "parameters that were not used in producing the loss", `find_unused_parameters` marks them
+    ready on each `manual_backward`."""
+    return "ddp_spawn_find_unused_parameters_true" if spawn else "ddp_find_unused_parameters_true"
+
+
+def default_strategy(trainer: dict) -> Any:
+    """The trainer's strategy, with 'auto' meaning DDP with unused parameters when more than one
+    process trains (several devices or nodes) and a single device otherwise."""
+    strategy = trainer.get("strategy", "auto")
+    if strategy != "auto":
+        return strategy
+    devices = trainer.get("devices", "auto")
+    if trainer.get("accelerator") == "cpu" and devices in ("auto", -1, "-1"):
+        devices = 1  # Lightning's 'auto' on a CPU is one process
+    several = int(trainer.get("num_nodes", 1) or 1) > 1 or _process_count(devices) > 1
+    return ddp_strategy() if several else "auto"
 
 
 TRAINER_DEFAULTS = {

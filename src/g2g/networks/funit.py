@@ -168,8 +168,43 @@ class FunitDecoder(nn.Module):
         for j, block in enumerate(self.res):
             x = block(x, params[:, j])
         for conv in self.ups:
-            x = _in_relu(conv(upsample2x(x)))
+            x = _in_relu(upsample_conv5(x, conv))
         return torch.tanh(self.to_rgb(x))
+
+
+# the taps of a 5-tap filter that fall on low-resolution samples p−1, p, p+1 after nearest 2× upsampling,
+# for even (2p) and odd (2p+1) output positions: (phase, low-res tap, high-res tap)
+_PHASE_TAPS = torch.tensor([[[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
+                            [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]], dtype=torch.float32)
+
+
+def upsample_conv5(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """conv(upsample2x(x)) for FUNIT's 5×5 reflect-padded convolution, at 9/25 of the FLOPs.
+
+    After nearest upsampling, each of the four output phases (even/odd row × even/odd column) is a 3×3
+    convolution of the low-resolution input with summed taps of the 5×5 kernel: one convolution with 4×
+    the output channels, then a pixel shuffle. Reflect padding of the upsampled map differs from
+    upsampling the reflect-padded input in one row and column at each border, so the two output rows and
+    columns along each border are computed the direct way, from thin slices. (B, C, h, w) → (B, C', 2h, 2w)."""
+    w, b = conv.weight, conv.bias
+    h_in, w_in = x.shape[-2:]
+    if min(h_in, w_in) < 2 or conv.kernel_size != (5, 5) or conv.padding_mode != "reflect":
+        return conv(upsample2x(x))
+    taps = _PHASE_TAPS.to(w)
+    # (C', C, 5, 5) → (C', 2, 2, C, 3, 3): phase (ry, rx) kernel = taps[ry] · W · taps[rx]ᵀ
+    k = torch.einsum("yah,oihw,xbw->oyxiab", taps, w, taps).reshape(-1, w.shape[1], 3, 3)
+    y = F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k,
+                                 None if b is None else b.repeat_interleave(4)), 2)
+
+    def direct(part: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        return F.conv2d(F.pad(upsample2x(part), pad, mode="reflect"), w, b)
+
+    # two input rows (four upsampled, two reflected) give exactly the two border rows; columns alike
+    y[..., :2, :] = direct(x[..., :2, :], (2, 2, 2, 0))
+    y[..., -2:, :] = direct(x[..., -2:, :], (2, 2, 0, 2))
+    y[..., :, :2] = direct(x[..., :, :2], (2, 0, 2, 2))
+    y[..., :, -2:] = direct(x[..., :, -2:], (0, 2, 2, 2))
+    return y
 
 
 # ---- NVIDIA's FewShotGen state dicts ↔ ours ----

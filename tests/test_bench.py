@@ -1,0 +1,48 @@
+"""`g2g bench` and the generated performance table (no timings are asserted: only what is reported)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from g2g.bench import RESULT_FIELDS
+from g2g.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import bench_step  # noqa: E402
+
+
+def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["bench", "--preset", "g2g", "--size", "16", "--batch", "2", "--steps", "2", "--warmup", "1",
+                 "--set", "model.generator.nf=4", "--out", str(out), "--profile", str(tmp_path / "prof")]) == 0
+    r = json.loads(out.read_text())
+    assert set(RESULT_FIELDS) <= set(r)
+    assert r["steps"] == 2 and r["image_size"] == 16 and r["batch_pairs"] == 2 and r["precision"] == "32-true"
+    assert r["gflop_per_step"] > 0 and r["achieved_gflops"] > 0 and r["matmul_peak_gflops"]["fp32"] > 0
+    assert r["step_s_min"] <= r["step_s_median"] <= r["step_s_max"] and r["images_per_s"] > 0
+    assert r["memory_kind"] == "process peak RSS" and r["random_frozen_weights"] == []
+    assert r["machine"]["cores"] >= 1 and r["machine"]["cpu"]
+    assert (tmp_path / "prof" / "trace.json").is_file() and (tmp_path / "prof" / "ops.txt").is_file()
+    summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("g2g 16 px")]
+    assert len(summary) == 1 and "GFLOP/step" in summary[0] and "% of fp32 matmul peak" in summary[0]
+
+    docs = bench_step.write_docs(tmp_path, tmp_path / "performance.md")
+    rows = [line for line in docs.read_text().splitlines() if line.startswith("| g2g | 16 | 2 |")]
+    assert len(rows) == 1 and r["machine"]["cpu"] in rows[0] and f"load {r['machine']['load_1min_start']}" in rows[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--set", "model.lr_g"], "--set takes KEY=VALUE"),
+    (["--device", "cuda"], "no CUDA device"),
+    (["--steps", "0"], "--steps must be at least 1"),
+])
+def test_bench_mistakes_are_one_line(argv, message, capsys):
+    pytest.importorskip("torch")
+    import torch
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", "--size", "16", "--batch", "1", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("g2g: error:") and message in err and "\n" not in err
