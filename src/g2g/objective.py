@@ -1,0 +1,133 @@
+"""The objective of a G2G step: every loss as a named, weighted term (`lambda_<term>`), computed from
+the batch and the G2G pass. A mixin of G2GModule, which owns the networks (generator, critics, frozen
+identity and perceptual networks) and the hyper-parameters these methods read."""
+from __future__ import annotations
+
+import torch
+
+from . import losses
+from .networks.discriminators import ProjectionDiscriminator
+from .wiring import G2GResult
+
+
+class G2GObjective:
+    """Critic and generator terms of G2GModule (see its constructor for what each lambda weighs)."""
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Discriminator scores and, for the projection discriminator, its features (B, F, h, w); the
+        projection discriminator scores each image as `labels`, the class it should show."""
+        if isinstance(self.discriminator, ProjectionDiscriminator):
+            return self.discriminator(images, labels)
+        return self.discriminator(images), None
+
+    def critic_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Named, weighted critic losses on real images and detached mixed images."""
+        h = self.hparams
+        terms = {}
+        real, y_real = torch.cat([batch["x1"], batch["x2"]]), torch.cat([batch["y1"], batch["y2"]])
+        if self.discriminator is not None:
+            fake, y_fake = torch.cat([res.m1, res.m2]).detach(), torch.cat([batch["y2"], batch["y1"]])  # m1: x2's class
+            if h.lambda_r1:
+                real = real.detach().requires_grad_(True)
+            real_scores, _ = self.score(real, y_real)
+            terms["d_adv"] = h.lambda_d_adv * self.d_loss(real_scores, self.score(fake, y_fake)[0])
+            if h.gan_loss == "wgangp":
+                terms["d_gp"] = 10.0 * losses.gradient_penalty(self.discriminator, real, fake,
+                                                                self.step_generator())
+            if h.lambda_r1:
+                terms["d_r1"] = h.lambda_r1 * self.r1_penalty(real_scores, real)
+        if self.class_critic is not None:
+            terms["d_class"] = losses.class_consistency(self.class_critic(real.detach()), y_real)
+        return terms
+
+    def identity_weight(self) -> float:
+        h = self.hparams
+        return h.lambda_identity * losses.linear_warmup(self.global_step, h.identity_warmup_start,
+                                                        h.identity_warmup_steps)
+
+    def generator_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Weighted generator losses by name (only the active ones)."""
+        h = self.hparams
+        x1, x2 = batch["x1"], batch["x2"]
+        terms = self.reconstruction_terms(x1, x2, res)
+        if h.lambda_content_cycle:
+            terms["content_cycle"] = h.lambda_content_cycle * (
+                losses.code_cycle(res.a_m1, res.a1) + losses.code_cycle(res.a_m2, res.a2))
+        if h.lambda_class_cycle:
+            terms["class_cycle"] = h.lambda_class_cycle * (
+                losses.code_cycle(res.b_m1, res.b2) + losses.code_cycle(res.b_m2, res.b1))
+        if h.lambda_content_l2:
+            terms["content_l2"] = h.lambda_content_l2 * (
+                losses.activation_l2(res.a1) + losses.activation_l2(res.a2))
+        if self.class_critic is not None:
+            logits = self.class_critic(torch.cat([res.m1, res.m2]))
+            terms["class"] = h.lambda_class * losses.class_consistency(
+                logits, torch.cat([batch["y2"], batch["y1"]]))
+        weight = self.identity_weight()
+        if weight > 0:  # (nothing to compute while the warm-up holds the weight at 0)
+            terms["identity"] = weight * self.identity_loss(x1, x2, res)
+        if self.discriminator is not None:
+            terms.update(self.adversarial_terms(batch, res))
+        return terms
+
+    def reconstruction_terms(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Short (x̂ vs x) and long (r vs x) reconstruction: L1 of pixels, or of VGG16 features, where the
+        features of x are computed once, without gradients, and those of x̂ and r in one call. Each term is
+        the sum over the pair (x1, x2) of the mean distance."""
+        h = self.hparams
+        images = {"short": (res.x1_hat, res.x2_hat), "long": (res.r1, res.r2)}
+        names = [name for name in images if h[f"lambda_{name}"]]
+        if not names:
+            return {}
+        pred, target = torch.cat([im for name in names for im in images[name]]), torch.cat([x1, x2])
+        if self.perceptual is not None:
+            with torch.no_grad():
+                target = self.perceptual(target)
+            pred = self.perceptual(pred)
+        return {name: h[f"lambda_{name}"] * 2 * losses.l1(p, target)
+                for name, p in zip(names, pred.split(len(target)))}
+
+    def identity_loss(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> torch.Tensor:
+        """‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁. When E_ID is the class encoder, both sides are
+        class codes of the pass (b2 is then the code of x2's class references when pairs are supervised)."""
+        if self.identity is self.generator.class_encoder and res.b_m1 is not None:
+            mixed, target = torch.cat([res.b_m1, res.b_m2]), torch.cat([res.b2, res.b1])
+        else:
+            with torch.no_grad():
+                target = self.identity(torch.cat([x2, x1]))              # (2B, 2048)
+            mixed = self.identity(torch.cat([res.m1, res.m2]))
+        return 2 * losses.l1(mixed, target)
+
+    def adversarial_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Adversarial and feature-matching terms from one discriminator call on the generated images, each
+        scored as the class it should show (m1: x2's, x̂1 and r1: x1's); features are averaged over space."""
+        h = self.hparams
+        y1, y2 = batch["y1"], batch["y2"]
+        groups = {"mixed": ((res.m1, res.m2), (y2, y1))}
+        if h.lambda_adv_short or h.lambda_fm_short:
+            groups["short"] = ((res.x1_hat, res.x2_hat), (y1, y2))
+        if h.lambda_fm_long or h.lambda_fm_mixed_long:
+            groups["long"] = ((res.r1, res.r2), (y1, y2))
+        scores, features = self.score(torch.cat([im for ims, _ in groups.values() for im in ims]),
+                                      torch.cat([y for _, ys in groups.values() for y in ys]))
+        n = 2 * len(y1)
+        scores = dict(zip(groups, scores.split(n)))
+        terms = {}
+        if h.lambda_adv:
+            terms["adv"] = h.lambda_adv * self.g_loss(scores["mixed"])
+        if h.lambda_adv_short:
+            terms["adv_short"] = h.lambda_adv_short * self.g_loss(scores["short"])
+        if features is None or not any(h[k] for k in ("lambda_fm_mixed", "lambda_fm_short", "lambda_fm_long",
+                                                       "lambda_fm_mixed_long")):
+            return terms
+        f = dict(zip(groups, features.split(n)))
+        with torch.no_grad():  # features of the real images x1, x2: targets
+            _, real = self.score(torch.cat([batch["x1"], batch["x2"]]), torch.cat([y1, y2]))
+        fm = {"fm_mixed": lambda: losses.feature_matching(f["mixed"], real.roll(n // 2, dims=0)),  # m1 vs x2
+              "fm_short": lambda: losses.feature_matching(f["short"], real),
+              "fm_long": lambda: losses.feature_matching(f["long"], real),
+              "fm_mixed_long": lambda: losses.feature_matching(f["long"], f["mixed"].detach().roll(n // 2, dims=0))}
+        for name, term in fm.items():
+            if h[f"lambda_{name}"]:
+                terms[name] = h[f"lambda_{name}"] * 2 * term()
+        return terms
