@@ -227,12 +227,6 @@ class G2GModule(G2GObjective, L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
 
-    def on_train_epoch_start(self) -> None:
-        # the data stream is indexed by step: continue it where this run (or the resumed one) stands
-        sampler = getattr(self.trainer.datamodule, "sampler", None)
-        if sampler is not None:
-            sampler.start = self.global_step
-
     def step_generator(self) -> torch.Generator:
         """Random numbers of a step (content noise, GP mixing) as a pure function of (seed, step): a
         resumed run draws exactly what the uninterrupted run drew, with no RNG state to checkpoint."""
