@@ -14,11 +14,11 @@ import bench_step  # noqa: E402
 
 def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["bench", "--preset", "g2g", "--size", "16", "--batch", "2", "--steps", "2", "--warmup", "1",
+    assert main(["bench", "--preset", "g2g", "--size", "16", "--batch", "4", "--steps", "2", "--warmup", "1",
                  "--set", "model.generator.nf=4", "--out", str(out), "--profile", str(tmp_path / "prof")]) == 0
     r = json.loads(out.read_text())
     assert set(RESULT_FIELDS) <= set(r)
-    assert r["steps"] == 2 and r["image_size"] == 16 and r["batch_pairs"] == 2 and r["precision"] == "32-true"
+    assert r["steps"] == 2 and r["image_size"] == 16 and r["batch_images"] == 4 and r["batch_pairs"] == 2 and r["precision"] == "32-true"
     assert r["gflop_per_step"] > 0 and r["achieved_gflops"] > 0 and r["matmul_peak_gflops"]["fp32"] > 0
     assert r["step_s_min"] <= r["step_s_median"] <= r["step_s_max"] and r["images_per_s"] > 0
     assert r["memory_kind"] == "process peak RSS" and r["random_frozen_weights"] == []
@@ -28,7 +28,7 @@ def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
     assert len(summary) == 1 and "GFLOP/step" in summary[0] and "% of fp32 matmul peak" in summary[0]
 
     docs = bench_step.write_docs(tmp_path, tmp_path / "performance.md")
-    rows = [line for line in docs.read_text().splitlines() if line.startswith("| g2g | 16 | 2 |")]
+    rows = [line for line in docs.read_text().splitlines() if line.startswith("| g2g | 16 | 4 (2) |")]
     assert len(rows) == 1 and r["machine"]["cpu"] in rows[0] and f"load {r['machine']['load_1min_start']}" in rows[0]
 
 
@@ -37,12 +37,13 @@ def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
     (["--set", "model.lr_g"], "--set takes KEY=VALUE"),
     (["--device", "cuda"], "no CUDA device"),
     (["--steps", "0"], "--steps must be at least 1"),
+    (["--batch", "3"], "--batch counts images and a step takes pairs: give an even number"),
 ])
 def test_bench_mistakes_are_one_line(argv, message, capsys):
     pytest.importorskip("torch")
     import torch
     if "cuda" in argv and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["bench", "--size", "16", "--batch", "1", *argv]) == 2
+    assert main(["bench", "--size", "16", "--batch", "2", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("g2g: error:") and message in err and "\n" not in err
