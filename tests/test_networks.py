@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from g2g.module import G2GModule
-from g2g.networks.blocks import AdaIN, adain
+from g2g.networks.blocks import AdaIN, InstanceNorm, adain, instance_norm
 from g2g.networks.discriminators import ClassCritic, PatchGAN
 from g2g.networks.generator import Generator, GeneratorConfig
 
@@ -43,6 +43,23 @@ def test_adain_module_splits_scale_and_bias_and_centres_the_scale_on_one():
     plain = AdaIN(3)(x, torch.zeros(2, 6))
     torch.testing.assert_close(plain.mean(dim=(2, 3)), torch.zeros(2, 3), atol=1e-5, rtol=0)
     torch.testing.assert_close(plain.std(dim=(2, 3), unbiased=False), torch.ones(2, 3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_instance_norm_is_torchs_instance_norm_in_value_gradient_and_memory_format(channels_last):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 5, 7, 6, generator=g) * 4 - 2
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = instance_norm(ours)
+    torch.testing.assert_close(out, torch.nn.functional.instance_norm(theirs), atol=1e-5, rtol=1e-5)
+    upstream = torch.randn(out.shape, generator=g)
+    (out * upstream).sum().backward()
+    (torch.nn.functional.instance_norm(theirs) * upstream).sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-5, rtol=1e-4)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(InstanceNorm(5)(x), torch.nn.InstanceNorm2d(5)(x), atol=1e-5, rtol=1e-5)
 
 
 # --- encoders and decoder ------------------------------------------------------------------------

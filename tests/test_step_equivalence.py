@@ -90,7 +90,10 @@ def test_optimised_step_matches_plain_reference():
     for name, ref, opt in (("critic", ref_d, opt_d), ("generator", ref_g, opt_g)):
         assert len(ref) == len(opt) and all(r.abs().sum() > 0 for r in ref[:1])
         for i, (r, o) in enumerate(zip(ref, opt)):
-            torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-6, msg=f"{name} gradient {i}")
+            # float tolerance on the tensor's scale: the channels-last kernels sum in another order, so an
+            # element near zero can differ by ~1e-6 of the largest one; a wrong path differs by O(1)
+            atol = max(1e-6, 1e-5 * r.abs().max().item())
+            torch.testing.assert_close(o, r, rtol=1e-4, atol=atol, msg=f"{name} gradient {i}")
 
 
 def test_upsampling_convolution_equals_upsample_then_convolve():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import init_kaiming
+from .blocks import InstanceNorm, init_kaiming
 
 
 def init_normal(module: nn.Module, gain: float = 0.02) -> None:
@@ -31,7 +31,7 @@ class PatchGAN(nn.Module):
             n_layers = 3
         elif kind == "pixel":
             layers = [nn.Conv2d(in_channels, ndf, 1), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf, ndf * 2, 1), nn.InstanceNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
+                      nn.Conv2d(ndf, ndf * 2, 1), InstanceNorm(ndf * 2), nn.LeakyReLU(0.2, True),
                       nn.Conv2d(ndf * 2, 1, 1)]
         elif kind != "n_layers":
             raise ValueError(f"unknown PatchGAN kind {kind!r}: use 'basic', 'n_layers' or 'pixel'")
@@ -42,7 +42,7 @@ class PatchGAN(nn.Module):
                 prev, mult = mult, min(2 ** n, 8)
                 stride = 2 if n < n_layers else 1
                 layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1),
-                           nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+                           InstanceNorm(ndf * mult), nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
         # smallest input whose last normalised layer still has more than one spatial element

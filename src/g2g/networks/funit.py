@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import adain, init_kaiming, upsample2x
+from .blocks import adain, init_kaiming, instance_norm, upsample2x
 
 if TYPE_CHECKING:
     from .generator import Generator, GeneratorConfig
@@ -48,7 +48,7 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _in_relu(x: torch.Tensor) -> torch.Tensor:
-    return F.relu(F.instance_norm(x))  # instance norm without affine parameters, eps 1e-5 (nn.InstanceNorm2d)
+    return F.relu(instance_norm(x))  # instance norm without affine parameters, eps 1e-5 (nn.InstanceNorm2d)
 
 
 class FunitResBlock(nn.Module):
@@ -59,7 +59,7 @@ class FunitResBlock(nn.Module):
         self.conv1, self.conv2 = _conv(channels, channels, 3), _conv(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.instance_norm(self.conv2(_in_relu(self.conv1(x))))
+        return x + instance_norm(self.conv2(_in_relu(self.conv1(x))))
 
 
 class FunitAdaIN(nn.Module):
