@@ -136,7 +136,7 @@ def plot_curves(runs: list[dict], dataset: str, variants: list[str], out: Path) 
             {"chance": "class_chance"}
         for label, level in levels.items():
             ax.axhline(scale * _mean(runs, dataset, level), color="grey", ls="--", lw=1)
-            ax.annotate(label, (0, scale * _mean(runs, dataset, level)), xycoords=("axes fraction", "data"),
+            ax.annotate(label, (0.01, scale * _mean(runs, dataset, level)), xycoords=("axes fraction", "data"),
                         fontsize=7, color="grey", va="bottom")
         ax.set_xlabel("training time (s)")
         ax.set_ylabel(CURVES[key])
@@ -219,6 +219,8 @@ def write_docs(results: dict, docs_dir: Path, runs_root: Path) -> Path:
         lines += ["", "Failed runs (left out of the table): " +
                   "; ".join(f"{r['dataset']} {r['variant']} seed {r['seed']}: {r['error']}" for r in failed) + "."]
     docs_dir.mkdir(parents=True, exist_ok=True)
+    for old in docs_dir.glob("results_*.png"):  # figures of an earlier doc (other variants or datasets)
+        old.unlink()
     for d in datasets:
         lines += ["", f"## {d}", "", *table(runs, d, variants), ""]
         if any(r["dataset"] == d for r in done):
