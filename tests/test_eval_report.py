@@ -82,3 +82,18 @@ def test_eval_cli(tiny_config, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "class transfer accuracy" in out and "2-shot" in out and (tmp_path / "e" / "metrics.md").exists()
     assert "not measured: identity similarity: g2g.networks.identity is not part of this installation" in out
+
+
+def test_one_given_classifier_judges_several_evaluations(tiny_config, tmp_path):
+    """networks={"classifier": ...} replaces the classifier's training (the same judge for many models);
+    a None entry leaves an external judge out, with a line in `skipped`."""
+    from g2g.evaluation.report import independent_classifier
+    path = _export(tiny_config, tmp_path)
+    judge = independent_classifier("digits", 16, seed=0, classifier_seconds=1)
+    kwargs = dict(data="digits", n_pairs=100, n_probe=200, mlp_probes=False, k_shots=(1,))
+    given = run_eval(path, out_dir=tmp_path / "given", networks={"classifier": judge, "lpips": None}, **kwargs)
+    trained = run_eval(path, out_dir=tmp_path / "trained", classifier_seconds=1, **kwargs)
+    assert given["settings"]["classifier_seconds"] == "given" and trained["settings"]["classifier_seconds"] == 1
+    assert "class_transfer" in given["test"] and given["classifier_accuracy_real_test"] > 0.1
+    assert given["skipped"]["lpips"] == "lpips: left out by the caller"
+    assert "lpips" not in given["test"]["short_reconstruction"]

@@ -10,11 +10,12 @@ import torch
 from torchvision.utils import save_image
 
 
-def grid_figure(model, out: Path, size: int, n: int = 8, seed: int = 0) -> Path:
-    """Class × content grid on test shapes of n different classes: row i shows image i's class drawn
-    with each column's content; the first row and column are the real images."""
-    from .data.shapes import ShapesDataset
-    test = ShapesDataset("test", size=size, seed=seed)
+def grid_figure(model, out: Path, size: int, n: int = 8, seed: int = 0, dataset: str = "shapes") -> Path:
+    """Class × content grid on test images of n different classes of a built-in dataset (`shapes`,
+    `digits`): row i shows image i's class drawn with each column's content; the first row and column
+    are the real images."""
+    from .data.datamodule import make_dataset
+    test = make_dataset(dataset, "test", size, seed=seed)
     first = torch.stack([torch.nonzero(test.labels == c)[0, 0] for c in test.labels.unique()[:n]])
     images = test.images[first]
     g = model.grid(images).cpu()                                         # (n, n, 3, H, W)

@@ -236,11 +236,15 @@ def library_versions() -> dict:
 
 
 def _load_judges(s: EvalSettings, identity, networks: dict, device) -> Judges:
-    """External judges, each loaded from disk or injected through `networks` (tests); None + a line."""
+    """External judges, each loaded from disk or injected through `networks` (tests; None leaves it out);
+    a judge that is not there is None, with a line saying why."""
     judges = Judges()
     loaders = {"lpips": lambda: X.load_lpips(s.lpips_net), "inception": X.load_inception,
                "identity": (lambda: X.load_identity(identity)) if identity is not None else None}
     for name, loader in loaders.items():
+        if name in networks and networks[name] is None:
+            judges.skipped[name] = f"{name}: left out by the caller"
+            continue
         if name in networks:
             net = networks[name]
         elif loader is None:
@@ -256,6 +260,21 @@ def _load_judges(s: EvalSettings, identity, networks: dict, device) -> Judges:
     return judges
 
 
+def independent_classifier(data: str, size: int, root: str | None = None, seed: int = 0,
+                           classifier_seconds: float = 60.0) -> torch.nn.Module | None:
+    """The independent classifier that `run_eval(..., seed=seed)` trains for `data` at `size` px (None
+    for data with one class), for callers that judge many models with one: networks={"classifier": ...}."""
+    return _train_judge(_datasets(data, size, root, seed)["judge"], seed, classifier_seconds)
+
+
+def _train_judge(judge_set, seed: int, seconds: float) -> torch.nn.Module | None:
+    x, y = _tensors(judge_set)
+    if len(y.unique()) < 2:
+        return None
+    n_cls = int(getattr(judge_set, "num_classes", int(y.max()) + 1))
+    return M.train_classifier(x, y, n_cls, seed=seed, max_seconds=seconds)
+
+
 def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir: str | Path = "outputs/eval",
              classifier_seconds: float = 60.0, identity: str | Path | None = None, device: str | None = None,
              networks: dict | None = None, **settings) -> dict:
@@ -263,7 +282,9 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
 
     settings: fields of EvalSettings (n_pairs, seed, k_shots, ...). identity: weight file of the
     VGGFace2 identity network. networks: judges to use instead of loading them ({"lpips", "inception",
-    "identity"}: stand-ins in tests). device: where the model and judges run (default: CUDA if present).
+    "identity"}: stand-ins in tests; None leaves one out) or training it ({"classifier"}: one from
+    `independent_classifier`, shared by many evaluations). device: where the model and judges run
+    (default: CUDA if present).
     """
     start = time.monotonic()
     s = EvalSettings(**settings)
@@ -271,12 +292,12 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
     model = load(model_path, device)
     size = model.config.image_size
     sets = _datasets(data, size, root, s.seed)
-    judges = _load_judges(s, identity, networks or {}, device)
-    judge_x, judge_y = _tensors(sets["judge"])
+    networks = networks or {}
+    judges = _load_judges(s, identity, networks, device)
     report: dict = {"model": str(model_path), "data": data, "image_size": size, "seed": s.seed}
-    if len(judge_y.unique()) > 1:
-        n_cls = int(getattr(sets["judge"], "num_classes", int(judge_y.max()) + 1))
-        judges.classifier = M.train_classifier(judge_x, judge_y, n_cls, seed=s.seed, max_seconds=classifier_seconds)
+    given = networks.get("classifier")
+    judges.classifier = given if given is not None else _train_judge(sets["judge"], s.seed, classifier_seconds)
+    if judges.classifier is not None:
         tx, ty = _tensors(sets["judge_test"])
         report["classifier_accuracy_real_test"] = (M.classify(judges.classifier, tx) == ty).float().mean().item()
     for name, ds in sets["splits"].items():
@@ -284,7 +305,8 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
         report[name] = evaluate_split(model, x, y, judges, s, getattr(ds, "factors", None), sets["render"],
                                       sets["factor_names"])
     report["skipped"] = judges.skipped
-    report["settings"] = {**asdict(s), "classifier_seconds": classifier_seconds, "device": str(device)}
+    report["settings"] = {**asdict(s), "classifier_seconds": "given" if given is not None else classifier_seconds,
+                          "device": str(device)}
     report["versions"] = library_versions()
     report["runtime_s"] = round(time.monotonic() - start, 1)
     report["markdown"] = to_markdown(report)
