@@ -94,7 +94,8 @@ def compile_networks(module) -> None:
 class CompileNetworks(Callback):
     """torch.compile the networks before training: `--trainer.callbacks+=g2g.callbacks.CompileNetworks`.
     Measure it first with `g2g bench --compile` (warm-up steps absorb the compilation): on the 2-core
-    CPUs of this project it took ~80 s to compile and gave no speed-up (CUDA: not measured yet)."""
+    CPUs of this project the compiled 64 px `g2g` step was 14 % slower than eager (docs/performance.md;
+    CUDA: not measured yet)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         compile_networks(pl_module)
