@@ -65,7 +65,7 @@ def run_demo(out_dir: str = "outputs/demo", preset: str = "g2g", extra: list[str
     swap_panel(model, out / "swap_panel.png", size)
     grid_figure(model, out / "grid.png", size)
     # half of `g2g eval`'s default test pairs and a shorter classifier run: the full evaluation took 4.3
-    # of the demo's 12.8 minutes on an idle 2-core CPU; `g2g eval` gives the default settings
+    # of the demo's 12.8 minutes on an idle 2-core CPU, this one 1.5 of 10.1; `g2g eval` keeps the defaults
     report = run_eval(out / "model.safetensors", data="shapes", out_dir=out, n_pairs=1000, classifier_seconds=40.0)
     print(report["markdown"])
     print(f"\ntrained for {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min")
