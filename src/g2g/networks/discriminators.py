@@ -16,7 +16,7 @@ def init_normal(module: nn.Module, gain: float = 0.02) -> None:
             nn.init.normal_(m.weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+        elif isinstance(m, nn.BatchNorm2d) and m.weight is not None:  # the instance norms have no affine weights
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
 
