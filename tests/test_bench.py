@@ -32,6 +32,16 @@ def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
     assert len(rows) == 1 and r["machine"]["cpu"] in rows[0] and f"load {r['machine']['load_1min_start']}" in rows[0]
 
 
+def test_bench_jsonl_out_appends_one_line_per_run(tmp_path):
+    """A sweep (benchmarks/gpu_check.sh) collects its runs in one .jsonl file, one result per line."""
+    out = tmp_path / "sweep.jsonl"
+    for batch in ("2", "4"):
+        assert main(["bench", "--size", "16", "--batch", batch, "--steps", "1", "--warmup", "0",
+                     "--set", "model.generator.nf=4", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert [json.loads(line)["batch_images"] for line in lines] == [2, 4]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--set", "model.lr_g"], "--set takes KEY=VALUE"),

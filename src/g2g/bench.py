@@ -30,7 +30,8 @@ import yaml
 RESULT_FIELDS = ("preset", "image_size", "batch_images", "batch_pairs", "device", "precision", "compile", "data", "steps",
                  "warmup", "step_s_median", "step_s_min", "step_s_max", "step_s_iqr", "images_per_s",
                  "data_s_median", "peak_memory_mb", "memory_kind", "gflop_per_step", "achieved_gflops",
-                 "matmul_peak_gflops", "peak_ratio", "random_frozen_weights", "overrides", "machine")
+                 "matmul_peak_gflops", "peak_ratio", "cudnn_benchmark", "random_frozen_weights", "overrides",
+                 "machine")
 
 
 def machine() -> dict:
@@ -122,8 +123,8 @@ def random_frozen_weights(model: dict, folder: Path) -> list[str]:
 
 
 def random_batches(config: dict, num_classes: int, device: str):
-    """One random batch of the preset's shapes (pairs, K references, labels), served for ever: data
-    loading costs nothing, so the step is timed alone."""
+    """One random batch of the preset's shapes (pairs, K references, labels), already on `device` and
+    served for ever: data loading and the host-to-device copy cost nothing, so the step is timed alone."""
     import torch
     data = config["data"]
     b, s, k = data["batch_size"], data["image_size"], data.get("k_refs", 1)
@@ -134,7 +135,7 @@ def random_batches(config: dict, num_classes: int, device: str):
     else:  # unsupervised pairs: the class code comes from the image itself
         ref1, ref2 = x1.unsqueeze(1), x2.unsqueeze(1)
     y1, y2 = (torch.randint(max(num_classes, 1), (b,), generator=g) for _ in range(2))
-    batch = {"x1": x1, "x2": x2, "ref1": ref1, "ref2": ref2, "y1": y1, "y2": y2}
+    batch = {k: v.to(device) for k, v in {"x1": x1, "x2": x2, "ref1": ref1, "ref2": ref2, "y1": y1, "y2": y2}.items()}
 
     class Forever:
         def __iter__(self):
@@ -211,7 +212,11 @@ class _Timer:
             out = Path(self.profile_dir)
             out.mkdir(parents=True, exist_ok=True)
             self._mode.export_chrome_trace(str(out / "trace.json"))
-            table = self._mode.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+            key = "self_device_time_total" if self.device == "cuda" else "self_cpu_time_total"
+            try:
+                table = self._mode.key_averages().table(sort_by=key, row_limit=40)
+            except (AttributeError, KeyError, ValueError):  # older profilers call it self_cuda_time_total
+                table = self._mode.key_averages().table(sort_by="self_cuda_time_total", row_limit=40)
             (out / "ops.txt").write_text(table)
         self.i += 1
         if self.i >= self.total:
@@ -258,7 +263,10 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         from .callbacks import compile_networks
         compile_networks(module)
     timer = _Timer(warmup, steps, device, profile)
+    # cuDNN autotuning (Lightning's benchmark flag): a step's shapes never change, so the fastest
+    # convolution algorithms are picked once in the warm-up steps; CPU: no effect
     trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,
+                        benchmark=device == "cuda",
                         max_steps=timer.total + 1, max_epochs=-1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[timer.callback()],
@@ -293,7 +301,7 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         "peak_memory_mb": round(peak_mb, 1), "memory_kind": kind,
         "gflop_per_step": timer.flops / 1e9, "achieved_gflops": achieved,
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "peak_ratio": achieved / peaks[ref],
-        "peak_ratio_of": ref, "random_frozen_weights": frozen, "overrides": list(overrides),
+        "peak_ratio_of": ref, "cudnn_benchmark": device == "cuda", "random_frozen_weights": frozen, "overrides": list(overrides),
         "machine": {**machine(), "load_1min_start": load_start},
     }
 
@@ -314,8 +322,13 @@ def bench_main(args) -> int:
         raise ValueError(f"--batch counts images and a step takes pairs: give an even number >= 2, not {args.batch}")
     result = run_bench(args.preset, args.size, args.batch // 2, args.device, args.steps, args.warmup, args.data,
                        args.precision, args.compile, args.profile, args.set)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.out:  # FILE.json: this result; FILE.jsonl: appended as one line (a sweep in one file)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".jsonl":
+            with out.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+        else:
+            out.write_text(json.dumps(result, indent=2) + "\n")
     print(summary(result))
     return 0

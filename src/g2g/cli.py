@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="torch.compile the networks")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.channels_last=true (repeatable)")
-    b.add_argument("--out", default=None, help="write the result as JSON to this file")
+    b.add_argument("--out", default=None, help="write the result as JSON to this file (.jsonl: append one line per run)")
     b.add_argument("--profile", default=None, metavar="DIR", help="write a torch profiler trace of 2 steps here")
     b.set_defaults(func=bench)
 
