@@ -53,9 +53,9 @@ def _row(r: dict) -> str:
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     peak = r["matmul_peak_gflops"][r.get("peak_ratio_of", "fp32")]
     return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''} | {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
+            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} | {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
             f"{r['step_s_max']:.3f}, n={r['steps']}) | {r['images_per_s']:.1f} | {1e3 * r['data_s_median']:.1f} | "
-            f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:.1f} | {peak:.1f} | {100 * r['peak_ratio']:.0f} % | "
+            f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:,.1f} | {peak:,.1f} | {100 * r['peak_ratio']:.0f} % | "
             f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; code {m.get('code', '?')}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
             f"{', '.join(r['random_frozen_weights']) or '–'} |")
 
@@ -64,7 +64,8 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
     runs = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
     runs += [json.loads(line) for p in sorted(results.glob("*.jsonl"))  # sweeps: one result per line
              for line in p.read_text().splitlines() if line.strip()]
-    runs.sort(key=lambda r: (r["device"], r["preset"], r["image_size"], r["batch_pairs"], r["compile"]))
+    runs.sort(key=lambda r: (r["device"], r["preset"], r["image_size"], r["batch_pairs"], r["compile"],
+                             r.get("overrides", [])))
     lines = [
         "# Performance",
         "",
@@ -89,6 +90,9 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
         "CUDA bf16-mixed by default; `--set model.channels_last=true` and `--compile` are measured switches.",
         "Instance normalisation runs as group normalisation with one group per channel (the same function,",
         "2-3x faster on this CPU and kept in channels-last). `code` is `git describe` of the measured checkout.",
+        "CUDA rows: `benchmarks/gpu_check.sh` on a lent H200 (its log and the profiler table of the 128 px",
+        "cyclefunit step at batch 64 are beside the results); cuDNN autotuning on; the machine's torch was",
+        "its own (2.11). Where the profile says the GPU time goes, and what was tried: docs/experiments.md.",
         "",
         "| preset | px | batch (pairs) | device | s/step | images/s | data ms | GFLOP/step | GFLOP/s | peak GFLOP/s "
         "| of peak | peak MB | machine | random weights |",
