@@ -95,7 +95,8 @@ class CompileNetworks(Callback):
     """torch.compile the networks before training: `--trainer.callbacks+=g2g.callbacks.CompileNetworks`.
     Measure it first with `g2g bench --compile` (warm-up steps absorb the compilation): on the 2-core
     CPUs of this project the compiled 64 px `g2g` step was 14 % slower than eager (docs/performance.md;
-    CUDA: not measured yet)."""
+    on an H200 its compilation of the 128 px cyclefunit networks outlasted a 150 s limit, so CUDA is not
+    measured yet)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         compile_networks(pl_module)
