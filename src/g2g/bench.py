@@ -135,7 +135,8 @@ def random_batches(config: dict, num_classes: int, device: str):
     else:  # unsupervised pairs: the class code comes from the image itself
         ref1, ref2 = x1.unsqueeze(1), x2.unsqueeze(1)
     y1, y2 = (torch.randint(max(num_classes, 1), (b,), generator=g) for _ in range(2))
-    batch = {k: v.to(device) for k, v in {"x1": x1, "x2": x2, "ref1": ref1, "ref2": ref2, "y1": y1, "y2": y2}.items()}
+    batch = {"x1": x1, "x2": x2, "ref1": ref1, "ref2": ref2, "y1": y1, "y2": y2}
+    batch = {name: t.to(device) for name, t in batch.items()}  # (`k` above is the number of references)
 
     class Forever:
         def __iter__(self):
