@@ -3,7 +3,7 @@ generated from the results.
 
     python benchmarks/quality.py --budget 300 --jobs 2 --write-docs   # 6 variants × 2 datasets × 3 seeds, the doc
     python benchmarks/quality.py --from-json outputs/quality/results.json   # the doc again, without training
-    python benchmarks/quality.py --variants g2g no-long --datasets shapes --seeds 2 --budget 60 -- --data.batch_size 8
+    python benchmarks/quality.py --variants g2g +long --datasets shapes --seeds 2 --budget 60 -- --data.batch_size 8
 
 Each run is its own process (this file with --run, OMP_NUM_THREADS = --threads): `g2g train` of the
 preset with the variant's overrides (and any given after `--`) for --budget seconds of training
@@ -53,15 +53,26 @@ class Variant:
 
 
 VARIANTS = {
-    "g2g": Variant("the preset as it is: supervised pairs, K = 1 class reference, long reconstruction, "
-                   "content noise 0.3 and content L2 0.01, no adversarial term"),
-    "no-long": Variant("without the long reconstruction (the G2G cycle): model.lambda_long 0",
-                       ("--model.lambda_long", "0")),
+    "g2g": Variant("the preset as it is: arch sprite (pose content code, class template), supervised pairs, "
+                   "K = 1 class reference, class-code cross-entropy and content probe, no long "
+                   "reconstruction, no adversarial term"),
+    "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
+                     ("--model.lambda_long", "1")),
     "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "
-                            "from the image itself (data.supervised false)", ("--data.supervised", "false")),
-    "no-noise": Variant("without the content bottleneck's noise and L2 penalty: model.content_noise 0 and "
-                        "model.lambda_content_l2 0 (the small content code stays)",
-                        ("--model.content_noise", "0", "--model.lambda_content_l2", "0")),
+                            "from the image itself (data.supervised false), and without the two terms that "
+                            "use labels (model.lambda_class_code 0, model.lambda_content_probe 0)",
+                            ("--data.supervised", "false", "--model.lambda_class_code", "0",
+                             "--model.lambda_content_probe", "0")),
+    "no-probe": Variant("without the content probe (model.lambda_content_probe 0)",
+                        ("--model.lambda_content_probe", "0")),
+    "no-class-ce": Variant("without the cross-entropy on class codes (model.lambda_class_code 0)",
+                           ("--model.lambda_class_code", "0")),
+    "adain": Variant("the AdaIN decoder with a spatial content code instead of the sprite decoder (arch g2g; "
+                     "content code 4×4×4 with noise 0.3 and L2 0.01, mlp_dim 128: the preset before the "
+                     "sprite decoder)",
+                     ("--model.generator.arch", "g2g", "--model.generator.content_channels", "4",
+                      "--model.generator.mlp_dim", "128", "--model.content_noise", "0.3",
+                      "--model.lambda_content_l2", "0.01")),
     "K=4": Variant("class codes as the mean over K = 4 references of the class (data.k_refs 4)",
                    ("--data.k_refs", "4")),
     "+adv": Variant("with the adversarial term on mixed images, model.lambda_adv 0.1, against the preset's "
@@ -75,7 +86,9 @@ COLUMNS = [("swap_psnr", "swap PSNR dB", 1, 2), ("swap_psnr_heldout", "swap PSNR
            ("probe", "class from content %", 100, 1), ("dci", "DCI disentanglement", 1, 3),
            ("ratio", "double-swap / short L1", 1, 3), ("short_psnr", "short rec. PSNR dB", 1, 2),
            ("steps", "steps", 1, 0)]
-# what the answer to QUESTION compares, g2g against no-long: (metric, words, better when, unit)
+# the answer to QUESTION compares the variant with the long reconstruction against the one without
+WITH_LONG, WITHOUT_LONG = "+long", "g2g"
+# what it compares: (metric, words, better when, unit)
 EVIDENCE = [("swap_psnr", "swap PSNR", "higher", " dB"), ("class_transfer", "class transfer", "higher", " %"),
             ("probe", "class from the content code", "lower", " %")]
 CURVES = {"swap_psnr": "swap PSNR (dB), seen classes", "class_transfer": "class transfer (%)"}

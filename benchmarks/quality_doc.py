@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from g2g.evaluation.intervals import seed_ci
-from quality import COLUMNS, CURVES, EVIDENCE, QUESTION, slug
+from quality import COLUMNS, CURVES, EVIDENCE, QUESTION, WITH_LONG, WITHOUT_LONG, slug
 
 DECIMALS = {key: (scale, decimals) for key, _, scale, decimals in COLUMNS}
 
@@ -53,7 +53,7 @@ def _join(items: list[str]) -> str:
 
 
 def answer(runs: list[dict], budget_s: int) -> tuple[str, str]:
-    """(verdict, one sentence) on QUESTION from `g2g` against `no-long`, computed from the table: the
+    """(verdict, one sentence) on QUESTION from WITH_LONG against WITHOUT_LONG, computed from the table: the
     verdict is 'helps' or 'hurts' where 95 % intervals separate (all one way), 'mixed' where they
     separate both ways, 'no measurable difference at this budget' where they all overlap, and
     'undetermined' without 2 seeds of each."""
@@ -61,28 +61,29 @@ def answer(runs: list[dict], budget_s: int) -> tuple[str, str]:
     seeds = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         for key, words, better, unit in EVIDENCE:
-            a, b = values(runs, dataset, "g2g", key), values(runs, dataset, "no-long", key)
+            a, b = values(runs, dataset, WITH_LONG, key), values(runs, dataset, WITHOUT_LONG, key)
             verdict = compare(a, b, better)
             if verdict is not None:
                 found[verdict].append(f"{words} on {dataset} ({cell(a, key)} vs {cell(b, key)}{unit})")
                 seeds.append(min(len(a), len(b)))
     if not seeds:
-        return "undetermined", ("Not answered by these results: that needs `g2g` and `no-long` runs with at "
-                                "least 2 seeds each.")
+        return "undetermined", (f"Not answered by these results: that needs `{WITH_LONG}` and `{WITHOUT_LONG}` runs "
+                                "with at least 2 seeds each.")
     at = f"at this budget ({budget_s} s of training per run)"
     over = f"non-overlapping 95 % intervals over {min(seeds)}+ seeds" if min(seeds) < max(seeds) else \
         f"non-overlapping 95 % intervals over {min(seeds)} seeds"
+    yes, no = f"`{WITH_LONG}` (with the long reconstruction)", f"`{WITHOUT_LONG}` (without it)"
     rest = f", and no measurable difference on {_join(found['overlap'])}" if found["overlap"] else ""
     if found["better"] and found["worse"]:
-        return "mixed", (f"Mixed {at}: `g2g` (with the long reconstruction) is better than `no-long` on "
+        return "mixed", (f"Mixed {at}: {yes} is better than {no} on "
                          f"{_join(found['better'])} but worse on {_join(found['worse'])} ({over}){rest}.")
     if found["better"] or found["worse"]:
         verdict, which = ("helps", "better") if found["better"] else ("hurts", "worse")
-        return verdict, (f"It {verdict} {at}: `g2g` (with the long reconstruction) is {which} than `no-long` "
+        return verdict, (f"It {verdict} {at}: {yes} is {which} than {no} "
                          f"on {_join(found[which])}, with {over}{rest}.")
     return "no measurable difference at this budget", (
-        f"No measurable difference {at}: the 95 % intervals over {min(seeds)} seeds of `g2g` (with the long "
-        f"reconstruction) and `no-long` overlap on {_join(found['overlap'])}.")
+        f"No measurable difference {at}: the 95 % intervals over {min(seeds)} seeds of {yes} and {no} overlap "
+        f"on {_join(found['overlap'])}.")
 
 
 def _mean(runs: list[dict], dataset: str, key: str) -> float | None:

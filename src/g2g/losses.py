@@ -44,6 +44,12 @@ def class_consistency(logits: torch.Tensor, target_class: torch.Tensor) -> torch
     return F.cross_entropy(logits, target_class)
 
 
+def confusion(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a probe's logits against the uniform distribution over classes: minimal (log n)
+    when the probe cannot tell the classes apart; the encoder minimises it against a probe that learns."""
+    return -F.log_softmax(logits, dim=1).mean()
+
+
 # ---- adversarial objectives: d_* for the discriminator, g_* for the generator ----
 
 def d_lsgan_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 
 import lightning as L
@@ -31,9 +32,10 @@ def _check_options(generator: GeneratorConfig, o: dict) -> None:
         raise ValueError(f"unknown gan_loss {o['gan_loss']!r}: use one of {', '.join(losses.GAN_LOSSES)}")
     if o["discriminator"] not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {o['discriminator']!r}: use one of {', '.join(DISCRIMINATORS)}")
-    if o["lambda_class"] > 0 and o["num_classes"] < 2:
-        raise ValueError(f"lambda_class > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}): "
-                         f"use one sub-folder per class, or set model.lambda_class: 0")
+    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe"):
+        if o[name] > 0 and o["num_classes"] < 2:
+            raise ValueError(f"{name} > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}):"
+                             f" use one sub-folder per class, or set model.{name}: 0")
     fm = [k for k in ("lambda_fm_mixed", "lambda_fm_short", "lambda_fm_long", "lambda_fm_mixed_long") if o[k] > 0]
     if fm and o["discriminator"] != "projection":
         raise ValueError(f"{fm[0]} (feature matching) needs discriminator 'projection'")
@@ -60,6 +62,8 @@ class G2GModule(G2GObjective, L.LightningModule):
         lambda_class_cycle: float = 0.0,
         lambda_content_l2: float = 0.0,
         lambda_class: float = 0.0,
+        lambda_class_code: float = 0.0,
+        lambda_content_probe: float = 0.0,
         lambda_identity: float = 0.0,
         lambda_adv: float = 0.0,
         lambda_adv_short: float = 0.0,
@@ -106,6 +110,11 @@ class G2GModule(G2GObjective, L.LightningModule):
             lambda_class_cycle: ‖b(m1) − b2‖² + ‖b(m2) − b1‖² (L_cyc,B).
             lambda_content_l2: L2 activation penalty on content codes (content bottleneck).
             lambda_class: cross-entropy of a class critic (trained on real labelled images) on mixed images.
+            lambda_class_code: cross-entropy of a linear head on the class codes b1, b2 against the labels
+                (trained with the generator): class codes that tell the classes apart from the first steps.
+            lambda_content_probe: a linear probe (trained with the critics) predicts the class from the
+                content codes a1, a2; the content encoder is pushed towards the probe's confusion (uniform
+                prediction), so the content code's class statistics match across classes.
             lambda_identity: identity loss ‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁ with the frozen
                 VGGFace2 network (needs identity_weights), reached after the warm-up below.
             lambda_adv: adversarial term on mixed images m1, m2.
@@ -182,6 +191,9 @@ class G2GModule(G2GObjective, L.LightningModule):
                                  f"{self.discriminator.min_size} px, got image_size {generator.image_size}: "
                                  "use discriminator 'pixel' or fewer d_layers")
         self.class_critic = ClassCritic(num_classes, generator.channels) if lambda_class > 0 else None
+        self.class_head = torch.nn.Linear(generator.class_dim, num_classes) if lambda_class_code > 0 else None
+        self.content_probe = (torch.nn.Linear(math.prod(generator.content_shape), num_classes)
+                              if lambda_content_probe > 0 else None)
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.r1_penalty = losses.r1_penalty_funit if discriminator == "projection" else losses.r1_penalty
         self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))
@@ -200,11 +212,16 @@ class G2GModule(G2GObjective, L.LightningModule):
                 return torch.optim.RMSprop(params, lr, weight_decay=h.weight_decay)
             return torch.optim.Adam(params, lr, (h.beta1, h.beta2), weight_decay=h.weight_decay)
 
-        opts = [make([p for p in self.generator.parameters() if p.requires_grad], h.lr_g)]
-        critics = [p for m in (self.discriminator, self.class_critic) if m is not None for p in m.parameters()]
+        trained = [m for m in (self.generator, self.class_head) if m is not None]
+        opts = [make([p for m in trained for p in m.parameters() if p.requires_grad], h.lr_g)]
+        critics = [p for m in self.critics() for p in m.parameters()]
         if critics:
             opts.append(make(critics, h.lr_d))
         return opts
+
+    def critics(self) -> list[torch.nn.Module]:
+        """The networks the critic step trains (and the generator step holds fixed)."""
+        return [m for m in (self.discriminator, self.class_critic, self.content_probe) if m is not None]
 
     # ---- frozen networks stay out of training checkpoints: they come from the user's files ----
 
@@ -260,18 +277,16 @@ class G2GModule(G2GObjective, L.LightningModule):
             opt_d.optimizer.step()
             logs.update({f"train/{k}": v.detach() for k, v in d_terms.items()})
         # 3. generator update (critics are frozen for this backward pass)
-        for m in (self.discriminator, self.class_critic):
-            if m is not None:
-                m.requires_grad_(False)
+        for m in self.critics():
+            m.requires_grad_(False)
         g_terms = self.generator_terms(batch, res)
         if self.hparams.lambda_identity:  # the weight of this step (the generator's step advances global_step)
             logs["train/identity_weight"] = self.identity_weight()
         g_total = sum(g_terms.values())
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
-        for m in (self.discriminator, self.class_critic):
-            if m is not None:
-                m.requires_grad_(True)
+        for m in self.critics():
+            m.requires_grad_(True)
         if fault := self.nonfinite(g_terms, opt_g):
             return self.skip_step(opt_g, opt_d, fault)
         opt_g.step()

@@ -38,6 +38,9 @@ class G2GObjective:
                 terms["d_r1"] = h.lambda_r1 * self.r1_penalty(real_scores, real)
         if self.class_critic is not None:
             terms["d_class"] = losses.class_consistency(self.class_critic(real.detach()), y_real)
+        if self.content_probe is not None:
+            codes = torch.cat([res.a1, res.a2]).detach().flatten(1)
+            terms["d_content_probe"] = losses.class_consistency(self.content_probe(codes), y_real)
         return terms
 
     def identity_weight(self) -> float:
@@ -59,6 +62,12 @@ class G2GObjective:
         if h.lambda_content_l2:
             terms["content_l2"] = h.lambda_content_l2 * (
                 losses.activation_l2(res.a1) + losses.activation_l2(res.a2))
+        if self.class_head is not None:
+            terms["class_code"] = h.lambda_class_code * losses.class_consistency(
+                self.class_head(torch.cat([res.b1, res.b2])), torch.cat([batch["y1"], batch["y2"]]))
+        if self.content_probe is not None:
+            terms["content_probe"] = h.lambda_content_probe * losses.confusion(
+                self.content_probe(torch.cat([res.a1, res.a2]).flatten(1)))
         if self.class_critic is not None:
             logits = self.class_critic(torch.cat([res.m1, res.m2]))
             terms["class"] = h.lambda_class * losses.class_consistency(

@@ -1,8 +1,9 @@
 """The G2G generator: content encoder E_A, class encoder E_B and AdaIN decoder G, built from one
 typed config that travels with the weights (an exported model needs nothing else). `arch` picks the
 networks: this package's (`g2g`), FUNIT's FewShotGen (`funit`, networks/funit.py), which loads
-NVIDIA's published checkpoints, or LORD-style vector-code networks (`lord`, networks/lord.py, the `naive`
-preset). `class_encoder: vggface2` replaces E_B by the frozen VGGFace2 identity network (2048-d codes)."""
+NVIDIA's published checkpoints, LORD-style vector-code networks (`lord`, networks/lord.py, the `naive`
+preset), or a sprite decoder for one object on a plain background (`sprite`, networks/sprite.py: the
+content code is a pose, the class code draws the object; the `g2g` preset on `shapes`). `class_encoder: vggface2` replaces E_B by the frozen VGGFace2 identity network (2048-d codes)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -15,8 +16,9 @@ from .encoders import ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
 from .identity import FEATURE_DIM, IdentityNet
 from .lord import LordDecoder, VectorEncoder
+from .sprite import PoseEncoder, SpriteDecoder, pose_dim
 
-ARCHS = ("g2g", "funit", "lord")
+ARCHS = ("g2g", "funit", "lord", "sprite")
 CLASS_ENCODERS = ("learned", "vggface2")
 
 
@@ -26,17 +28,20 @@ class GeneratorConfig:
     FUNIT's hyper-parameters by their names here: nf, n_res_blks = n_res_content = n_res_decoder,
     nf_mlp = mlp_dim, latent_dim = class_dim, n_mlp_blks = n_mlp, n_downs_content, n_downs_class."""
 
-    arch: str = "g2g"             # "g2g" or "funit" (FUNIT's FewShotGen layout, loads NVIDIA's checkpoints)
+    arch: str = "g2g"             # "g2g", "funit" (FUNIT's FewShotGen layout, loads NVIDIA's checkpoints),
+                                  # "lord" (vector codes) or "sprite" (pose code + class template)
     image_size: int = 32          # input and output side in pixels
     channels: int = 3             # image channels
     nf: int = 32                  # base width of all three networks
     n_downs_content: int = 2      # content code side = image_size / 2**n_downs_content
-    content_channels: int = 2     # content code channels: the bottleneck (funit: always nf·2**n_downs_content)
+    content_channels: int = 2     # content code channels: the bottleneck (funit: always nf·2**n_downs_content;
+                                  # sprite: channels of the pose encoder's last map, the code is the pose)
     n_res_content: int = 1        # residual blocks in the content encoder
     n_downs_class: int = 3        # downsamplings of the class encoder before global pooling
     class_dim: int = 64           # class code length
     n_res_decoder: int = 2        # AdaIN residual blocks at the content code's resolution
-    mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP
+    mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP (sprite: of the
+                                  # class code → template MLP and of the pose head)
     n_mlp: int = 2                # linear layers of that MLP
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
@@ -70,6 +75,8 @@ class GeneratorConfig:
                 if self.image_size % 2 ** getattr(self, name):
                     raise ValueError(f"image_size {self.image_size} is not divisible by 2**{name} = "
                                      f"{2 ** getattr(self, name)}")
+        if self.arch == "sprite" and self.decoder_norm != "adain":
+            raise ValueError("arch 'sprite' has no normalisation choice: leave decoder_norm at 'adain'")
         if self.decoder_norm not in ("adain", "film"):
             raise ValueError(f"decoder_norm must be 'adain' or 'film', not {self.decoder_norm!r}")
         if self.image_size % 2 ** self.n_downs_content:
@@ -91,6 +98,8 @@ class GeneratorConfig:
     def content_shape(self) -> tuple[int, ...]:
         if self.arch == "lord":
             return (self.content_channels,)
+        if self.arch == "sprite":
+            return (pose_dim(self.channels),)
         side = self.image_size // 2 ** self.n_downs_content
         return (self.content_channels, side, side)
 
@@ -119,6 +128,12 @@ class Generator(nn.Module):
                                                    c.max_channels)
             self.decoder = LordDecoder(c.content_channels, c.class_dim, c.image_size, c.n_res_decoder, c.mlp_dim,
                                        c.channels)
+        elif c.arch == "sprite":
+            self.content_encoder = PoseEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
+                                               c.content_channels, c.image_size, c.mlp_dim, c.max_channels)
+            if learned:
+                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+            self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim)
         else:
             self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                   c.content_channels, c.max_channels)
@@ -131,7 +146,7 @@ class Generator(nn.Module):
             self.class_encoder = IdentityNet() if class_encoder is None else class_encoder
 
     def encode_content(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → (B, content_channels, h, w); arch lord: (B, content_channels)"""
+        """(B, 3, H, W) → (B, content_channels, h, w); arch lord: (B, content_channels); sprite: (B, 4 + C)"""
         return self.content_encoder(x)
 
     def encode_class(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,5 +157,5 @@ class Generator(nn.Module):
         return self.class_encoder(x)
 
     def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
-        """content (B, C, h, w) (arch lord: (B, C)), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
+        """content (B, C, h, w) (arch lord, sprite: (B, C)), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
         return self.decoder(content, class_code)
