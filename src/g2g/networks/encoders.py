@@ -7,6 +7,21 @@ from torch import nn
 from .blocks import ConvBlock, ResBlock
 
 
+def conv_trunk(in_channels: int, nf: int, n_downs: int, n_res: int, code_channels: int, max_channels: int,
+               norm: str, activation: str) -> list[nn.Module]:
+    """The layers of a content-type encoder: a 7×7 block, n_downs stride-2 3×3 blocks doubling the width
+    (capped at max_channels), n_res residual blocks and a 1×1 projection to code_channels."""
+    layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, norm=norm, activation=activation)]
+    ch = nf
+    for _ in range(n_downs):
+        out = min(ch * 2, max_channels)
+        layers.append(ConvBlock(ch, out, 3, stride=2, norm=norm, activation=activation))
+        ch = out
+    layers += [ResBlock(ch, norm=norm, activation=activation) for _ in range(n_res)]
+    layers.append(nn.Conv2d(ch, code_channels, 1))
+    return layers
+
+
 class ContentEncoder(nn.Module):
     """Image (B, 3, H, W) → content code (B, code_channels, H / 2**n_downs, W / 2**n_downs).
 
@@ -16,15 +31,7 @@ class ContentEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 2, n_res: int = 1,
                  code_channels: int = 2, max_channels: int = 256):
         super().__init__()
-        layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, norm="in")]
-        ch = nf
-        for _ in range(n_downs):
-            out = min(ch * 2, max_channels)
-            layers.append(ConvBlock(ch, out, 3, stride=2, norm="in"))
-            ch = out
-        layers += [ResBlock(ch, norm="in") for _ in range(n_res)]
-        layers.append(nn.Conv2d(ch, code_channels, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels, "in", "relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

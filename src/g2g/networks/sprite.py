@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, ResBlock
+from .encoders import conv_trunk
 
 # The pose vector: (tx, ty, log-scale, angle, background colour per image channel)
 POSE_GEOMETRY = 4
@@ -45,15 +45,8 @@ class PoseEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, nf: int = 16, n_downs: int = 3, n_res: int = 0,
                  code_channels: int = 32, image_size: int = 32, hidden: int = 128, max_channels: int = 256):
         super().__init__()
-        layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, activation="lrelu")]
-        ch = nf
-        for _ in range(n_downs):
-            out = min(ch * 2, max_channels)
-            layers.append(ConvBlock(ch, out, 3, stride=2, activation="lrelu"))
-            ch = out
-        layers += [ResBlock(ch, norm="none", activation="lrelu") for _ in range(n_res)]
-        layers.append(nn.Conv2d(ch, code_channels, 1))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels,
+                                                  "none", "lrelu"))
         side = image_size // 2 ** n_downs
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(code_channels * side * side, hidden),
                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, pose_dim(in_channels)))
