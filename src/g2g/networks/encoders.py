@@ -31,7 +31,8 @@ class ContentEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 2, n_res: int = 1,
                  code_channels: int = 2, max_channels: int = 256):
         super().__init__()
-        self.net = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels, "in", "relu"))
+        self.net = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels,
+                                             "in", "relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

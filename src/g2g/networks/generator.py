@@ -3,7 +3,8 @@ typed config that travels with the weights (an exported model needs nothing else
 networks: this package's (`g2g`), FUNIT's FewShotGen (`funit`, networks/funit.py), which loads
 NVIDIA's published checkpoints, LORD-style vector-code networks (`lord`, networks/lord.py, the `naive`
 preset), or a sprite decoder for one object on a plain background (`sprite`, networks/sprite.py: the
-content code is a pose, the class code draws the object; the `g2g` preset on `shapes`). `class_encoder: vggface2` replaces E_B by the frozen VGGFace2 identity network (2048-d codes)."""
+content code is a pose, the class code draws the object; the `g2g` preset on `shapes`).
+`class_encoder: vggface2` replaces E_B by the frozen VGGFace2 identity network (2048-d codes)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -157,5 +158,6 @@ class Generator(nn.Module):
         return self.class_encoder(x)
 
     def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
-        """content (B, C, h, w) (arch lord, sprite: (B, C)), class code (B, class_dim) → image (B, 3, H, W) in [-1, 1]"""
+        """content (B, C, h, w) (arch lord, sprite: (B, C)), class code (B, class_dim) → image (B, 3, H, W)
+        in [-1, 1]"""
         return self.decoder(content, class_code)
