@@ -9,6 +9,7 @@ from g2g import inference, losses
 from g2g.inference import export_generator
 from g2g.module import G2GModule
 from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks import sprite
 from g2g.networks.sprite import SpriteDecoder, pose_dim
 from g2g.wiring import g2g_forward
 
@@ -48,7 +49,7 @@ def _drawn(pose: torch.Tensor, size: int = 32) -> torch.Tensor:
     dec = SpriteDecoder(class_dim=4, image_size=size, channels=3, hidden=8)
     with torch.no_grad():
         dec.mlp[-1].weight.zero_()  # template colour 0 (grey), opacity exactly the disc prior
-    pose = torch.cat([pose, torch.full((len(pose), 3), -20.0)], dim=1)  # background tanh(-20) = -1
+    pose = torch.cat([pose, torch.full((len(pose), 3), -1.0)], dim=1)  # black background
     with torch.no_grad():
         return (dec(pose, torch.zeros(len(pose), 4)) + 1).mean(dim=1)  # 0 on the background, = opacity on the disc
 
@@ -61,9 +62,8 @@ def _centroid(mass: torch.Tensor) -> tuple[float, float]:
     return float((mass.sum(0) * c).sum() / total), float((mass.sum(1) * c).sum() / total)
 
 
-def test_pose_translation_moves_the_drawn_object_by_tanh_of_the_code():
-    shift = math.atanh(0.4)
-    drawn = _drawn(torch.tensor([[0.0, 0, 0, 0], [shift, 0, 0, 0], [0, -shift, 0, 0]]))
+def test_pose_translation_moves_the_drawn_object_by_the_code():
+    drawn = _drawn(torch.tensor([[0.0, 0, 0, 0], [0.4, 0, 0, 0], [0, -0.4, 0, 0]]))
     x0, y0 = _centroid(drawn[0])
     assert abs(x0) < 1e-3 and abs(y0) < 1e-3  # centred
     x1, y1 = _centroid(drawn[1])
@@ -72,10 +72,85 @@ def test_pose_translation_moves_the_drawn_object_by_tanh_of_the_code():
     assert abs(x2) < 1e-3 and y2 == pytest.approx(-0.4, abs=0.02)  # up by 0.4
 
 
-def test_pose_scale_code_scales_the_drawn_area():
-    drawn = _drawn(torch.tensor([[0.0, 0, 0, 0], [0, 0, math.atanh(0.5), 0]]))
-    growth = math.exp(0.5 * 0.5)  # SCALE_RANGE · tanh(code)
-    assert float(drawn[1].sum() / drawn[0].sum()) == pytest.approx(growth ** 2, rel=0.05)
+def test_pose_log_scale_scales_the_drawn_area():
+    drawn = _drawn(torch.tensor([[0.0, 0, 0, 0], [0, 0, 0.25, 0]]))
+    assert float(drawn[1].sum() / drawn[0].sum()) == pytest.approx(math.exp(0.25) ** 2, rel=0.05)
+
+
+def _asymmetric_decoder(size: int = 32) -> SpriteDecoder:
+    """A decoder whose template is an off-centre, elongated blob, so position, size and turn all show."""
+    torch.manual_seed(0)
+    dec = SpriteDecoder(class_dim=4, image_size=size, channels=3, hidden=8)
+    t = dec.template_size
+    c = (torch.arange(t, dtype=torch.float32) + 0.5) / t * 2 - 1
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    blob = 6.0 * (0.25 - ((xx - 0.2) / 0.7) ** 2 - ((yy + 0.1) / 0.3) ** 2) / 0.25  # opacity logit
+    with torch.no_grad():
+        dec.mlp[-1].weight.zero_()
+        dec.mlp[-1].bias.view(4, t, t)[3] = blob - dec.opacity_prior[0, 0]
+        dec.mlp[-1].bias.view(4, t, t)[:3] = 0.8
+    return dec
+
+
+def test_canonical_view_of_a_drawn_object_is_its_template():
+    """template_to_image inverts the decoder's warp: sampling an image drawn at pose p in p's frame gives
+    the template itself (over the background), whatever p is."""
+    dec = _asymmetric_decoder()
+    pose = torch.tensor([[0.15, -0.1, 0.2, 0.4, -1, -1, -1], [-0.2, 0.05, -0.15, -0.3, -1, -1, -1]])
+    with torch.no_grad():
+        x, code = dec(pose, torch.zeros(2, 4)), torch.zeros(2, 4)
+        grid = torch.nn.functional.affine_grid(sprite.template_to_image(pose), list(x.shape), align_corners=False)
+        view = torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+        colour, opacity = dec.template(code).split([3, 1], dim=1)
+        template = opacity * colour - (1 - opacity)  # over the black background
+        err = (view - template).abs().mean(dim=(1, 2, 3))
+        assert (err < 0.02).all()  # interpolation only
+        assert ((x - template).abs().mean(dim=(1, 2, 3)) > 3 * err).all()  # the drawn images do differ
+        flipped = pose * torch.tensor([1, 1, 1, -1, 1, 1, 1])  # the frame turned the wrong way
+        grid = torch.nn.functional.affine_grid(sprite.template_to_image(flipped), list(x.shape), align_corners=False)
+        wrong = torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+        assert ((wrong - template).abs().mean(dim=(1, 2, 3)) > 2 * err).all()
+
+
+def test_transform_poses_gives_the_pose_of_transformed_images():
+    """Drawing at transform_poses(p) matches transforming the image drawn at p (the equivariance target)."""
+    dec = _asymmetric_decoder()
+    pose = torch.tensor([[0.1, -0.1, 0.1, 0.2, -1, -1, -1]]).repeat(3, 1)
+    angle, log_scale = torch.tensor([0.2, -0.2, 0.0]), torch.tensor([0.1, 0.0, -0.1])
+    shift = torch.tensor([[0.1, 0.0], [0.0, -0.1], [-0.1, 0.1]])
+    with torch.no_grad():
+        moved = sprite.transform_images(dec(pose, torch.zeros(3, 4)), angle, log_scale, shift)
+        drawn = dec(sprite.transform_poses(pose, angle, log_scale, shift), torch.zeros(3, 4))
+        wrong = dec(sprite.transform_poses(pose, -angle, log_scale, -shift), torch.zeros(3, 4))
+    err = (moved - drawn).abs().mean(dim=(1, 2, 3))
+    assert (err < 0.03).all()
+    assert ((moved - wrong).abs().mean(dim=(1, 2, 3)) > 5 * err).all()
+
+
+def test_pose_error_px_counts_each_number_in_pixels():
+    a = torch.zeros(1, 7)
+    b = torch.tensor([[2 / 16, 0, 0, 0, 0.5, 0.5, 0.5]])  # 2 px right at 32 px; the background is not geometry
+    assert float(sprite.pose_error_px(b, a, 32)) == pytest.approx(4 / 4)
+    c = torch.tensor([[0, 0, 0, 0.1, 0, 0, 0]])  # 0.1 rad at the nominal radius of 0.62 × 16 px
+    assert float(sprite.pose_error_px(c, a, 32)) == pytest.approx((0.1 * 0.62 * 16) ** 2 / 4)
+
+
+def test_refinement_composes_its_correction_in_the_object_frame():
+    torch.manual_seed(0)
+    enc = sprite.PoseEncoder(3, nf=4, n_downs=2, n_res=0, code_channels=4, image_size=16, hidden=8, refine=1)
+    coarse = torch.tensor([0.3, -0.2, 0.4, 0.5])  # tanh-space outputs of the coarse head
+    correction = torch.tensor([0.2, 0.1, -0.3, 0.2])  # tanh-space outputs of the fine head
+    with torch.no_grad():
+        enc.coarse.head[-1].bias[:4] = torch.atanh(coarse)
+        enc.fine.head[-1].bias[:4] = torch.atanh(correction)
+        pose = enc(_images(2, size=16))
+    first = torch.stack([coarse[0], coarse[1], sprite.SCALE_RANGE * coarse[2], sprite.MAX_ROTATION * coarse[3]])
+    frame = sprite.template_to_image(first[None])[0]  # (2, 3): template → image
+    shift = first[:2] + frame[:, :2] @ (sprite.REFINE_SHIFT * correction[:2])
+    expected = torch.cat([shift, first[2:3] + sprite.REFINE_SCALE * correction[2:3],
+                          first[3:4] + sprite.REFINE_ROTATION * correction[3:4]])
+    torch.testing.assert_close(pose[:, :4], expected.expand(2, 4))
+    assert torch.equal(pose[:, 4:], torch.zeros(2, 3))  # background: tanh(0 + 0)
 
 
 def test_sprite_swap_draws_the_class_template_at_the_content_pose(sprite_gen):
@@ -150,7 +225,73 @@ def test_content_probe_flattens_spatial_content_codes(tiny_config):
     assert m.generator_terms(batch, res)["content_probe"].isfinite()
 
 
-@pytest.mark.parametrize("term", ["lambda_class_code", "lambda_content_probe"])
+@pytest.mark.parametrize("term", ["lambda_class_code", "lambda_content_probe", "lambda_pose_moments"])
 def test_class_supervision_terms_need_labels(term):
     with pytest.raises(ValueError, match=f"{term} > 0 needs a labelled dataset"):
         G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=0, **{term: 1.0})
+
+
+def test_equivariance_term_is_the_pose_error_of_transformed_images():
+    torch.manual_seed(0)
+    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_equivariance=0.5)
+    with torch.no_grad():  # a non-zero pose head, so that the poses differ between images
+        m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
+    batch = _batch()
+    res = m.forward_pass(batch)
+    x, pose = torch.cat([batch["x1"], batch["x2"]]), torch.cat([res.a1, res.a2])
+    transform = sprite.random_similarity(len(x), m.step_generator(1))
+    moved = m.generator.encode_content(sprite.transform_images(x, *transform))
+    expected = sprite.pose_error_px(moved, sprite.transform_poses(pose, *transform), 16)
+    term = m.generator_terms(batch, res)["equivariance"]
+    torch.testing.assert_close(term, 0.5 * expected)
+    assert term > 0
+    term.backward()  # it trains the pose encoder
+    assert m.generator.content_encoder.coarse.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_pose_moments_is_half_the_squared_spread_of_class_means():
+    px = sprite.pixel_weights(32)
+    pose = torch.zeros(4, 7)
+    pose[:2, 0] = 2 / px[0]   # class 0: 2 px right
+    pose[2:, 0] = -2 / px[0]  # class 1: 2 px left
+    labels = torch.tensor([0, 0, 1, 1])
+    means, seen = torch.zeros(3, 4), torch.zeros(3, dtype=torch.bool)
+    loss, new_means, new_seen = sprite.pose_moments(pose, labels, means, seen, 32)
+    assert float(loss) == pytest.approx(0.5 * 4)  # each class mean 2 px from the centre
+    torch.testing.assert_close(new_means[:2, 0], torch.tensor([2.0, -2.0]))
+    assert new_seen.tolist() == [True, True, False]
+    # once seen, a class mean moves by the rate; the unseen class stays out of the centre
+    pose.requires_grad_(True)
+    loss, later, _ = sprite.pose_moments(pose.flip(0), labels, new_means, new_seen, 32)  # the classes swap sides
+    rate = sprite.POSE_MOMENT_RATE
+    torch.testing.assert_close(later[:2, 0], torch.tensor([2 - 4 * rate, -2 + 4 * rate]))
+    assert float(loss.detach()) == pytest.approx(0.5 * (2 - 4 * rate) ** 2)
+    loss.backward()  # descent moves each class's samples so that its running mean nears the common mean:
+    assert (pose.grad[2:, 0] > 0).all()  # class 0 (now rows 2, 3 via the flip; its mean is right) moves left
+    assert (pose.grad[:2, 0] < 0).all()  # class 1 moves right
+
+
+def test_pose_moments_term_updates_the_running_means_in_training_only():
+    torch.manual_seed(0)
+    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=2.0)
+    with torch.no_grad():
+        m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
+    batch = _batch()
+    res = m.forward_pass(batch)
+    labels = torch.cat([batch["y1"], batch["y2"]])
+    expected, means, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, torch.zeros(5, 4),
+                                             torch.zeros(5, dtype=torch.bool), 16)
+    m.eval()
+    torch.testing.assert_close(m.generator_terms(batch, res)["pose_moments"], 2.0 * expected)
+    assert not m.pose_seen.any()
+    m.train()
+    m.generator_terms(batch, res)
+    assert m.pose_seen.tolist() == [True, True, True, True, False]
+    torch.testing.assert_close(m.pose_means, means)
+    assert {"pose_means", "pose_seen"} <= set(m.state_dict())  # checkpointed: a resumed run continues them
+
+
+@pytest.mark.parametrize("term", ["lambda_equivariance", "lambda_pose_moments"])
+def test_pose_terms_need_the_sprite_pose_code(tiny_config, term):
+    with pytest.raises(ValueError, match=f"{term} needs a pose content code"):
+        G2GModule(generator=tiny_config, num_classes=5, **{term: 1.0})

@@ -168,3 +168,29 @@ def test_folder_dataset_trains_and_evaluates(tmp_path):
     report = run_eval(path, data="folder", root=str(tmp_path / "data"), out_dir=tmp_path / "eval",
                       n_pairs=20, classifier_seconds=1)
     assert "class_transfer" in report["test"]
+
+
+def test_clip_grad_norm_bounds_every_generator_update(tmp_path, fit, monkeypatch):
+    """With clip_grad_norm the generator optimiser only ever steps on a gradient of at most that norm, and
+    the norm before clipping is logged."""
+    seen = []  # (ids of the parameters, gradient norm) at every optimiser step
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(({id(p) for group in self.param_groups for p in group["params"]},
+                     float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    module, trainer = fit(tmp_path, max_steps=3, clip_grad_norm=1e-3)
+    first = id(next(module.generator.parameters()))
+    generator_steps = [norm for ids, norm in seen if first in ids]
+    assert len(generator_steps) == 3
+    assert max(generator_steps) <= 1e-3 * 1.0001
+    assert float(trainer.callback_metrics["train/grad_norm_g"]) > 1e-2  # the unclipped norm is far larger
+
+
+def test_clip_grad_norm_must_not_be_negative(tiny_config):
+    with pytest.raises(ValueError, match="clip_grad_norm must be >= 0"):
+        G2GModule(generator=tiny_config, clip_grad_norm=-1.0)

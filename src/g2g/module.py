@@ -12,6 +12,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from . import losses
+from .networks import sprite
 from .networks.discriminators import ClassCritic, PatchGAN, ProjectionDiscriminator
 from .networks.funit import init_from_funit_checkpoint
 from .networks.generator import Generator, GeneratorConfig
@@ -32,7 +33,7 @@ def _check_options(generator: GeneratorConfig, o: dict) -> None:
         raise ValueError(f"unknown gan_loss {o['gan_loss']!r}: use one of {', '.join(losses.GAN_LOSSES)}")
     if o["discriminator"] not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {o['discriminator']!r}: use one of {', '.join(DISCRIMINATORS)}")
-    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe"):
+    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe", "lambda_pose_moments"):
         if o[name] > 0 and o["num_classes"] < 2:
             raise ValueError(f"{name} > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}):"
                              f" use one sub-folder per class, or set model.{name}: 0")
@@ -41,12 +42,18 @@ def _check_options(generator: GeneratorConfig, o: dict) -> None:
         raise ValueError(f"{fm[0]} (feature matching) needs discriminator 'projection'")
     if o["discriminator"] == "projection" and o["gan_loss"] == "wgangp":
         raise ValueError("gan_loss 'wgangp' is not defined for the class-conditional 'projection' discriminator")
+    if not o["clip_grad_norm"] >= 0:
+        raise ValueError(f"clip_grad_norm must be >= 0 (0: no clipping), got {o['clip_grad_norm']!r}")
     if o["nan_policy"] not in NAN_POLICIES:
         raise ValueError(f"unknown nan_policy {o['nan_policy']!r}: use one of {', '.join(NAN_POLICIES)}")
     if o["perceptual"] not in ("none", "vgg16"):
         raise ValueError(f"perceptual must be 'none' or 'vgg16', not {o['perceptual']!r}")
     if o["optimizer"] not in ("adam", "rmsprop"):
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', not {o['optimizer']!r}")
+    for name in ("lambda_equivariance", "lambda_pose_moments"):
+        if o[name] > 0 and generator.arch != "sprite":
+            raise ValueError(f"{name} needs a pose content code: generator.arch 'sprite', not "
+                             f"{generator.arch!r} (or set model.{name}: 0)")
     if o["init_from"] is not None and generator.arch != "funit":
         raise ValueError(f"init_from takes a FUNIT checkpoint: it needs generator.arch 'funit', not {generator.arch!r}")
 
@@ -64,6 +71,8 @@ class G2GModule(G2GObjective, L.LightningModule):
         lambda_class: float = 0.0,
         lambda_class_code: float = 0.0,
         lambda_content_probe: float = 0.0,
+        lambda_equivariance: float = 0.0,
+        lambda_pose_moments: float = 0.0,
         lambda_identity: float = 0.0,
         lambda_adv: float = 0.0,
         lambda_adv_short: float = 0.0,
@@ -91,6 +100,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         beta1: float = 0.5,
         beta2: float = 0.999,
         weight_decay: float = 0.0,
+        clip_grad_norm: float = 0.0,
         ema_decay: float = 0.999,
         init_from: str | None = None,
         panel_every: int = 500,
@@ -115,6 +125,12 @@ class G2GModule(G2GObjective, L.LightningModule):
             lambda_content_probe: a linear probe (trained with the critics) predicts the class from the
                 content codes a1, a2; the content encoder is pushed towards the probe's confusion (uniform
                 prediction), so the content code's class statistics match across classes.
+            lambda_equivariance: arch sprite: the pose read from a randomly turned, scaled and shifted copy
+                of x1 and x2 must be their pose moved by the same transform (squared error in pixels,
+                `sprite.pose_error_px`). Gives every class's pose the same units and sign; needs no labels.
+            lambda_pose_moments: arch sprite, labels: half the squared pixel distance of each class's
+                running mean pose from the mean over classes (`sprite.pose_moments`), so every class's
+                template is drawn in the same frame (same centre, size and upright).
             lambda_identity: identity loss ‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁ with the frozen
                 VGGFace2 network (needs identity_weights), reached after the warm-up below.
             lambda_adv: adversarial term on mixed images m1, m2.
@@ -146,6 +162,10 @@ class G2GModule(G2GObjective, L.LightningModule):
             lr_g / lr_d: learning rates of the generator and of the critics.
             beta1 / beta2: Adam betas (both optimizers).
             weight_decay: weight decay (both optimizers).
+            clip_grad_norm: largest L2 norm of the generator update's whole gradient (0: no clipping); the
+                norm before clipping is logged as train/grad_norm_g. Adam with beta1 0.5 turns a single
+                gradient spike into a step many times its usual size, which can knock a sprite model's pose
+                off the image for good.
             ema_decay: decay of the generator's exponential moving average (used for panels and export).
             init_from: NVIDIA FUNIT checkpoint to start from (arch funit): its 'gen' initialises the
                 generator, its 'gen_test' the EMA generator (then without the EMA warm-up).
@@ -194,6 +214,9 @@ class G2GModule(G2GObjective, L.LightningModule):
         self.class_head = torch.nn.Linear(generator.class_dim, num_classes) if lambda_class_code > 0 else None
         self.content_probe = (torch.nn.Linear(math.prod(generator.content_shape), num_classes)
                               if lambda_content_probe > 0 else None)
+        if lambda_pose_moments > 0:  # running mean pose of each class, checkpointed with the module
+            self.register_buffer("pose_means", torch.zeros(num_classes, sprite.POSE_GEOMETRY))
+            self.register_buffer("pose_seen", torch.zeros(num_classes, dtype=torch.bool))
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.r1_penalty = losses.r1_penalty_funit if discriminator == "projection" else losses.r1_penalty
         self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))
@@ -244,10 +267,11 @@ class G2GModule(G2GObjective, L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
 
-    def step_generator(self) -> torch.Generator:
-        """Random numbers of a step (content noise, GP mixing) as a pure function of (seed, step): a
-        resumed run draws exactly what the uninterrupted run drew, with no RNG state to checkpoint."""
-        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+    def step_generator(self, stream: int = 0) -> torch.Generator:
+        """Random numbers of a step (content noise, GP mixing; stream 1: equivariance transforms) as a pure
+        function of (seed, step, stream): a resumed run draws exactly what the uninterrupted run drew, with
+        no RNG state to checkpoint."""
+        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step + stream * 10**12)
 
     def forward_pass(self, batch: dict) -> G2GResult:
         h = self.hparams
@@ -289,6 +313,9 @@ class G2GModule(G2GObjective, L.LightningModule):
             m.requires_grad_(True)
         if fault := self.nonfinite(g_terms, opt_g):
             return self.skip_step(opt_g, opt_d, fault)
+        if self.hparams.clip_grad_norm > 0:
+            params = [p for group in opt_g.param_groups for p in group["params"] if p.grad is not None]
+            logs["train/grad_norm_g"] = torch.nn.utils.clip_grad_norm_(params, self.hparams.clip_grad_norm)
         opt_g.step()
         # 4. EMA of the generator, with a warm-up so short runs are not dominated by the initial weights
         self.update_ema()

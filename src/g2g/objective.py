@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import losses
+from .networks import sprite
 from .networks.discriminators import ProjectionDiscriminator
 from .wiring import G2GResult
 
@@ -68,6 +69,16 @@ class G2GObjective:
         if self.content_probe is not None:
             terms["content_probe"] = h.lambda_content_probe * losses.confusion(
                 self.content_probe(torch.cat([res.a1, res.a2]).flatten(1)))
+        if h.lambda_equivariance:
+            terms["equivariance"] = h.lambda_equivariance * self.equivariance_loss(x1, x2, res)
+        if h.lambda_pose_moments:
+            labels = torch.cat([batch["y1"], batch["y2"]])
+            loss, means, seen = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, self.pose_means,
+                                                    self.pose_seen, x1.shape[-1])
+            if self.training:  # the running means advance once per training step
+                self.pose_means.copy_(means)
+                self.pose_seen.copy_(seen)
+            terms["pose_moments"] = h.lambda_pose_moments * loss
         if self.class_critic is not None:
             logits = self.class_critic(torch.cat([res.m1, res.m2]))
             terms["class"] = h.lambda_class * losses.class_consistency(
@@ -95,6 +106,13 @@ class G2GObjective:
             pred = self.perceptual(pred)
         return {name: h[f"lambda_{name}"] * 2 * losses.l1(p, target)
                 for name, p in zip(names, pred.split(len(target)))}
+
+    def equivariance_loss(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> torch.Tensor:
+        """Pose of randomly transformed x1, x2 against their pose moved by the same transforms (arch sprite)."""
+        x, pose = torch.cat([x1, x2]), torch.cat([res.a1, res.a2])
+        transform = [t.to(x.device) for t in sprite.random_similarity(len(x), self.step_generator(1))]
+        moved = self.generator.encode_content(sprite.transform_images(x, *transform))
+        return sprite.pose_error_px(moved, sprite.transform_poses(pose, *transform), x.shape[-1])
 
     def identity_loss(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> torch.Tensor:
         """‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁. When E_ID is the class encoder, both sides are

@@ -44,6 +44,7 @@ class GeneratorConfig:
     mlp_dim: int = 128            # hidden width of the class code → AdaIN parameter MLP (sprite: of the
                                   # class code → template MLP and of the pose head)
     n_mlp: int = 2                # linear layers of that MLP
+    n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)
@@ -131,7 +132,8 @@ class Generator(nn.Module):
                                        c.channels)
         elif c.arch == "sprite":
             self.content_encoder = PoseEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
-                                               c.content_channels, c.image_size, c.mlp_dim, c.max_channels)
+                                               c.content_channels, c.image_size, c.mlp_dim, c.max_channels,
+                                               c.n_refine)
             if learned:
                 self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
             self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim)
