@@ -19,43 +19,11 @@ from .networks.generator import Generator, GeneratorConfig
 from .networks.identity import IdentityNet
 from .networks.perceptual import VGGPerceptual
 from .objective import G2GObjective
+from .options import DISCRIMINATORS, NAN_POLICIES, check_options
 from .wiring import G2GResult, g2g_forward
 
 log = logging.getLogger(__name__)
-NAN_POLICIES = ("stop", "skip")
 FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
-DISCRIMINATORS = ("basic", "n_layers", "pixel", "projection")
-
-
-def _check_options(generator: GeneratorConfig, o: dict) -> None:
-    """User mistakes in the module's options, as one-line ValueErrors before anything is built."""
-    if o["gan_loss"] not in losses.GAN_LOSSES:
-        raise ValueError(f"unknown gan_loss {o['gan_loss']!r}: use one of {', '.join(losses.GAN_LOSSES)}")
-    if o["discriminator"] not in DISCRIMINATORS:
-        raise ValueError(f"unknown discriminator {o['discriminator']!r}: use one of {', '.join(DISCRIMINATORS)}")
-    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe", "lambda_pose_moments"):
-        if o[name] > 0 and o["num_classes"] < 2:
-            raise ValueError(f"{name} > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}):"
-                             f" use one sub-folder per class, or set model.{name}: 0")
-    fm = [k for k in ("lambda_fm_mixed", "lambda_fm_short", "lambda_fm_long", "lambda_fm_mixed_long") if o[k] > 0]
-    if fm and o["discriminator"] != "projection":
-        raise ValueError(f"{fm[0]} (feature matching) needs discriminator 'projection'")
-    if o["discriminator"] == "projection" and o["gan_loss"] == "wgangp":
-        raise ValueError("gan_loss 'wgangp' is not defined for the class-conditional 'projection' discriminator")
-    if not o["clip_grad_norm"] >= 0:
-        raise ValueError(f"clip_grad_norm must be >= 0 (0: no clipping), got {o['clip_grad_norm']!r}")
-    if o["nan_policy"] not in NAN_POLICIES:
-        raise ValueError(f"unknown nan_policy {o['nan_policy']!r}: use one of {', '.join(NAN_POLICIES)}")
-    if o["perceptual"] not in ("none", "vgg16"):
-        raise ValueError(f"perceptual must be 'none' or 'vgg16', not {o['perceptual']!r}")
-    if o["optimizer"] not in ("adam", "rmsprop"):
-        raise ValueError(f"optimizer must be 'adam' or 'rmsprop', not {o['optimizer']!r}")
-    for name in ("lambda_equivariance", "lambda_pose_moments"):
-        if o[name] > 0 and generator.arch != "sprite":
-            raise ValueError(f"{name} needs a pose content code: generator.arch 'sprite', not "
-                             f"{generator.arch!r} (or set model.{name}: 0)")
-    if o["init_from"] is not None and generator.arch != "funit":
-        raise ValueError(f"init_from takes a FUNIT checkpoint: it needs generator.arch 'funit', not {generator.arch!r}")
 
 
 class G2GModule(G2GObjective, L.LightningModule):
@@ -179,7 +147,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         super().__init__()
         if isinstance(generator, dict):
             generator = GeneratorConfig.from_dict(generator)
-        _check_options(generator, locals())
+        check_options(generator, locals())
         self.save_hyperparameters()
         self.hparams["generator"] = generator.to_dict()  # plain dict: checkpoints load with weights_only
         self.automatic_optimization = False
