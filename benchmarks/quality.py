@@ -53,17 +53,23 @@ class Variant:
 
 
 VARIANTS = {
-    "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, class "
-                   "template), supervised pairs, K = 1 class reference, class-code cross-entropy, content probe, "
-                   "pose equivariance and pose moments, no long reconstruction, no adversarial term"),
+    "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, palette "
+                   "template of 2 parts with a hue-blind layout code), supervised pairs, K = 1 class reference, "
+                   "class-code cross-entropy and centre loss, content probe, pose equivariance and pose moments, "
+                   "no long reconstruction, no adversarial term"),
     "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
                      ("--model.lambda_long", "1")),
     "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "
-                            "from the image itself (data.supervised false), and without the three terms that "
-                            "use labels (model.lambda_class_code 0, model.lambda_content_probe 0, "
-                            "model.lambda_pose_moments 0)",
+                            "from the image itself (data.supervised false), and without the four terms that "
+                            "use labels (model.lambda_class_code 0, model.lambda_class_centre 0, "
+                            "model.lambda_content_probe 0, model.lambda_pose_moments 0)",
                             ("--data.supervised", "false", "--model.lambda_class_code", "0",
-                             "--model.lambda_content_probe", "0", "--model.lambda_pose_moments", "0")),
+                             "--model.lambda_class_centre", "0", "--model.lambda_content_probe", "0",
+                             "--model.lambda_pose_moments", "0")),
+    "no-palette": Variant("a free colour template from the whole class code, read by one class encoder, instead "
+                          "of the palette template (model.generator.n_parts 0)", ("--model.generator.n_parts", "0")),
+    "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
+                         ("--model.lambda_class_centre", "0")),
     "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",
                           ("--model.lambda_pose_moments", "0")),
     "no-equivariance": Variant("without the pose-equivariance term (model.lambda_equivariance 0)",
@@ -87,8 +93,7 @@ VARIANTS = {
 }
 
 # run by default (the others stay available through --variants)
-DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-moments", "no-equivariance", "no-refine", "adain", "K=4",
-                    "+adv"]
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "no-centre", "K=4", "+adv"]
 
 # table columns: (metric key, header, scale, decimals); "_heldout" keys are the held-out classes (shapes)
 COLUMNS = [("swap_psnr", "swap PSNR dB", 1, 2), ("swap_psnr_heldout", "swap PSNR dB, held-out", 1, 2),

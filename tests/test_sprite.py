@@ -225,7 +225,8 @@ def test_content_probe_flattens_spatial_content_codes(tiny_config):
     assert m.generator_terms(batch, res)["content_probe"].isfinite()
 
 
-@pytest.mark.parametrize("term", ["lambda_class_code", "lambda_content_probe", "lambda_pose_moments"])
+@pytest.mark.parametrize("term", ["lambda_class_code", "lambda_content_probe", "lambda_pose_moments",
+                                  "lambda_class_centre"])
 def test_class_supervision_terms_need_labels(term):
     with pytest.raises(ValueError, match=f"{term} > 0 needs a labelled dataset"):
         G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=0, **{term: 1.0})

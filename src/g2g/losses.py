@@ -110,3 +110,29 @@ def r1_penalty_funit(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Ten
     mean over all N = B·h·w scores makes it 2/N² times `r1_penalty`: FUNIT's weight 10 means this one."""
     (grad,) = torch.autograd.grad(real_scores.mean(), real, create_graph=True)
     return grad.pow(2).sum() / real.shape[0]
+
+
+CENTRE_RATE = 0.02  # weight of a batch in the running class centres (about 50 batches)
+
+
+def class_centre(codes: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor, seen: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The centre loss of Wen et al. (ECCV 2016): mean squared distance ‖b − c_y‖² of each class code from
+    its class's running centre. What varies within a class is content, so this drives content out of the
+    class code; the class-code cross-entropy keeps the centres apart. (A scale-free form, divided by the
+    spread of the centres, collapsed training on `shapes`: the centres start close together, so its
+    gradient was huge early and took over the clipped update.)
+
+    codes (B, D), labels (B,); centres (K, D): running mean code of each class, seen (K,) bool: classes met
+    so far. A class of the batch gets the running mean (1 − rate) · old + rate · batch mean (rate 1 the
+    first time). The gradient goes through the codes only. Returns (loss, new centres, new seen), the last
+    two detached."""
+    codes_d = codes.detach()
+    counts = torch.bincount(labels, minlength=len(centres))
+    present = counts > 0
+    sums = codes_d.new_zeros(centres.shape).index_add(0, labels, codes_d)
+    rate = torch.where(seen[present], CENTRE_RATE, 1.0)[:, None]
+    new_centres = centres.clone()
+    new_centres[present] = (1 - rate) * centres[present] + rate * sums[present] / counts[present, None]
+    within = (codes - new_centres[labels]).pow(2).sum(dim=1).mean()
+    return within, new_centres, seen | present

@@ -41,6 +41,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         lambda_content_probe: float = 0.0,
         lambda_equivariance: float = 0.0,
         lambda_pose_moments: float = 0.0,
+        lambda_class_centre: float = 0.0,
         lambda_identity: float = 0.0,
         lambda_adv: float = 0.0,
         lambda_adv_short: float = 0.0,
@@ -99,6 +100,9 @@ class G2GModule(G2GObjective, L.LightningModule):
             lambda_pose_moments: arch sprite, labels: half the squared pixel distance of each class's
                 running mean pose from the mean over classes (`sprite.pose_moments`), so every class's
                 template is drawn in the same frame (same centre, size and upright).
+            lambda_class_centre: labels: spread of the class codes b1, b2 around their class's running
+                centre, relative to the spread of the centres (`losses.class_centre`): what varies within a
+                class is content, so this drives content out of the class codes.
             lambda_identity: identity loss ‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁ with the frozen
                 VGGFace2 network (needs identity_weights), reached after the warm-up below.
             lambda_adv: adversarial term on mixed images m1, m2.
@@ -185,6 +189,9 @@ class G2GModule(G2GObjective, L.LightningModule):
         if lambda_pose_moments > 0:  # running mean pose of each class, checkpointed with the module
             self.register_buffer("pose_means", torch.zeros(num_classes, sprite.POSE_GEOMETRY))
             self.register_buffer("pose_seen", torch.zeros(num_classes, dtype=torch.bool))
+        if lambda_class_centre > 0:  # running mean class code of each class, checkpointed with the module
+            self.register_buffer("class_centres", torch.zeros(num_classes, generator.class_dim))
+            self.register_buffer("class_seen", torch.zeros(num_classes, dtype=torch.bool))
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.r1_penalty = losses.r1_penalty_funit if discriminator == "projection" else losses.r1_penalty
         self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))

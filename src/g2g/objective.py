@@ -79,6 +79,14 @@ class G2GObjective:
                 self.pose_means.copy_(means)
                 self.pose_seen.copy_(seen)
             terms["pose_moments"] = h.lambda_pose_moments * loss
+        if h.lambda_class_centre:
+            loss, centres, seen = losses.class_centre(torch.cat([res.b1, res.b2]),
+                                                      torch.cat([batch["y1"], batch["y2"]]), self.class_centres,
+                                                      self.class_seen)
+            if self.training:  # the running centres advance once per training step
+                self.class_centres.copy_(centres)
+                self.class_seen.copy_(seen)
+            terms["class_centre"] = h.lambda_class_centre * loss
         if self.class_critic is not None:
             logits = self.class_critic(torch.cat([res.m1, res.m2]))
             terms["class"] = h.lambda_class * losses.class_consistency(

@@ -14,7 +14,8 @@ def check_options(generator: GeneratorConfig, o: dict) -> None:
         raise ValueError(f"unknown gan_loss {o['gan_loss']!r}: use one of {', '.join(losses.GAN_LOSSES)}")
     if o["discriminator"] not in DISCRIMINATORS:
         raise ValueError(f"unknown discriminator {o['discriminator']!r}: use one of {', '.join(DISCRIMINATORS)}")
-    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe", "lambda_pose_moments"):
+    for name in ("lambda_class", "lambda_class_code", "lambda_content_probe", "lambda_pose_moments",
+                 "lambda_class_centre"):
         if o[name] > 0 and o["num_classes"] < 2:
             raise ValueError(f"{name} > 0 needs a labelled dataset with at least 2 classes (got {o['num_classes']}):"
                              f" use one sub-folder per class, or set model.{name}: 0")

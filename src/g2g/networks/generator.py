@@ -17,7 +17,7 @@ from .encoders import ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
 from .identity import FEATURE_DIM, IdentityNet
 from .lord import LordDecoder, VectorEncoder
-from .sprite import PoseEncoder, SpriteDecoder, pose_dim
+from .sprite import LayoutPaletteEncoder, PoseEncoder, SpriteDecoder, pose_dim
 
 ARCHS = ("g2g", "funit", "lord", "sprite")
 CLASS_ENCODERS = ("learned", "vggface2")
@@ -45,6 +45,8 @@ class GeneratorConfig:
                                   # class code → template MLP and of the pose head)
     n_mlp: int = 2                # linear layers of that MLP
     n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
+    n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
+                                  # half (read hue-blind), a palette of P colours from its second half
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)
@@ -134,9 +136,13 @@ class Generator(nn.Module):
             self.content_encoder = PoseEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                c.content_channels, c.image_size, c.mlp_dim, c.max_channels,
                                                c.n_refine)
-            if learned:
+            if learned and c.n_parts:
+                self.class_encoder = LayoutPaletteEncoder(c.channels, c.nf, c.n_downs_class,
+                                                          c.class_dim - c.class_dim // 2, c.class_dim // 2,
+                                                          c.max_channels)
+            elif learned:
                 self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
-            self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim)
+            self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim, parts=c.n_parts)
         else:
             self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                   c.content_channels, c.max_channels)

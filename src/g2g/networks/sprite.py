@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import conv_trunk
+from .encoders import ClassEncoder, conv_trunk
 
 # The pose vector, in natural units: (tx, ty) the template centre in image units (the image spans [-1, 1],
 # x right, y down), log-scale relative to NOMINAL_SCALE, angle in radians, then the background colour per
@@ -117,6 +117,30 @@ class PoseEncoder(nn.Module):
         return torch.cat([shift, log_scale[:, None], angle[:, None], torch.tanh(background)], dim=1)
 
 
+class LayoutPaletteEncoder(nn.Module):
+    """Image (B, C, H, W) → class code (B, layout_dim + palette_dim) for the palette template (`n_parts`):
+    the layout half from a class encoder that sees the image with each pixel's channels sorted (largest
+    first), the palette half from one that sees the image as it is.
+
+    Sorting a pixel's channels keeps its brightness and contrast but forgets which channel is which, so
+    the layout half is blind to hue: on `shapes`, a class encoder that saw the plain image snapped a held-
+    out class (a seen shape in a seen scheme, never together) to a seen class of the same scheme, and drew
+    that class's shape. References (B, K, C, H, W) → mean code over K."""
+
+    def __init__(self, in_channels: int, nf: int, n_downs: int, layout_dim: int, palette_dim: int,
+                 max_channels: int):
+        super().__init__()
+        self.layout = ClassEncoder(in_channels, nf, n_downs, layout_dim, max_channels)
+        self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:
+            b, k = x.shape[:2]
+            return self.forward(x.flatten(0, 1)).view(b, k, -1).mean(dim=1)
+        hue_blind = x.sort(dim=1, descending=True).values
+        return torch.cat([self.layout(hue_blind), self.palette(x)], dim=1)
+
+
 class SpriteDecoder(nn.Module):
     """pose (B, 4 + C) + class code (B, class_dim) → image (B, C, S, S) in [-1, 1].
 
@@ -124,29 +148,58 @@ class SpriteDecoder(nn.Module):
     starts as a centred disc (so the first gradients already move a foreground); the template is warped
     by the pose's similarity transform and composited over the pose's flat background colour. An MLP
     straight to pixels learns a template per class within a few hundred steps on `shapes`, where
-    convolutional template generators (tried first) had not drawn a silhouette after a thousand."""
+    convolutional template generators (tried first) had not drawn a silhouette after a thousand.
+
+    parts > 0 (a palette template): the class code's first half draws the layout — opacity and a soft
+    assignment of every template pixel to one of `parts` parts (softmax) — and its second half the
+    palette, one colour per part; a pixel's colour is its parts' colours weighted by the assignment.
+    Layout and colours then come from different numbers, so a class that combines a seen layout with a
+    seen palette in a new way (a held-out class of `shapes`) is drawn from the two halves it would need;
+    a single MLP from the whole code has no reason to compose them."""
 
     def __init__(self, class_dim: int = 64, image_size: int = 32, channels: int = 3, hidden: int = 256,
-                 template_size: int | None = None):
+                 template_size: int | None = None, parts: int = 0):
         super().__init__()
-        self.size, self.channels = image_size, channels
+        if parts and class_dim < 2:
+            raise ValueError(f"a palette template (parts {parts}) splits the class code in two: class_dim must "
+                             f"be >= 2, got {class_dim}")
+        self.size, self.channels, self.parts = image_size, channels, parts
         self.template_size = t = template_size or image_size
-        self.mlp = nn.Sequential(nn.Linear(class_dim, hidden), nn.LeakyReLU(0.2, inplace=True),
-                                 nn.Linear(hidden, (channels + 1) * t * t))
+        self.layout_dim = class_dim - class_dim // 2 if parts else class_dim
+        maps = 1 + parts if parts else channels + 1  # opacity + part logits, or colour + opacity
+        self.mlp = nn.Sequential(nn.Linear(self.layout_dim, hidden), nn.LeakyReLU(0.2, inplace=True),
+                                 nn.Linear(hidden, maps * t * t))
+        self.palette = (nn.Sequential(nn.Linear(class_dim // 2, hidden), nn.LeakyReLU(0.2, inplace=True),
+                                      nn.Linear(hidden, parts * channels)) if parts else None)
         with torch.no_grad():  # a small start: templates begin grey, opacity begins at the disc prior
             self.mlp[-1].weight.mul_(0.1)
             self.mlp[-1].bias.zero_()
+            if parts:  # parts begin as unequal colours so that each can take its own pixels
+                self.palette[-1].weight.mul_(0.1)
+                self.palette[-1].bias.copy_(torch.linspace(-0.5, 0.5, parts).repeat_interleave(channels))
         centres = (torch.arange(t, dtype=torch.float32) + 0.5) / t * 2 - 1
         yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         radius = (xx ** 2 + yy ** 2).sqrt()
         # opacity logit: +4 at the centre falling through 0 at radius 0.7 of the template's half-side
         self.register_buffer("opacity_prior", (4.0 * (0.7 - radius) / 0.3)[None, None], persistent=False)
+        # part logits: part p is favoured on the p-th ring from the centre out, so parts start apart
+        rings = torch.stack([-(radius - 0.7 * (p + 0.5) / parts).abs() * 4 for p in range(parts)]) if parts else None
+        self.register_buffer("part_prior", rings[None] if parts else None, persistent=False)
 
     def template(self, class_code: torch.Tensor) -> torch.Tensor:
         """class code (B, class_dim) → RGBA template (B, C + 1, T, T): colour in [-1, 1], opacity in [0, 1]."""
-        t = self.mlp(class_code).view(-1, self.channels + 1, self.template_size, self.template_size)
-        colour, opacity = t.split([self.channels, 1], dim=1)
-        return torch.cat([torch.tanh(colour), torch.sigmoid(opacity + self.opacity_prior)], dim=1)
+        t = self.template_size
+        if not self.parts:
+            maps = self.mlp(class_code).view(-1, self.channels + 1, t, t)
+            colour, opacity = maps.split([self.channels, 1], dim=1)
+            return torch.cat([torch.tanh(colour), torch.sigmoid(opacity + self.opacity_prior)], dim=1)
+        layout, palette = class_code.split([self.layout_dim, class_code.shape[1] - self.layout_dim], dim=1)
+        maps = self.mlp(layout).view(-1, 1 + self.parts, t, t)
+        opacity, assignment = maps.split([1, self.parts], dim=1)
+        weights = torch.softmax(assignment + self.part_prior, dim=1)                       # (B, P, T, T)
+        colours = torch.tanh(self.palette(palette)).view(-1, self.parts, self.channels)     # (B, P, C)
+        colour = torch.einsum("bptu,bpc->bctu", weights, colours)
+        return torch.cat([colour, torch.sigmoid(opacity + self.opacity_prior)], dim=1)
 
     @staticmethod
     def warp(pose: torch.Tensor) -> torch.Tensor:
