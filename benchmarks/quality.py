@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import shlex
@@ -266,9 +267,18 @@ def run_one(variant: str, dataset: str, seed: int, args) -> dict:
     return record
 
 
+def code_digest() -> str:
+    """sha256 (16 hex digits) of the preset and of the package's source: a run made with other code or another
+    preset is not reused."""
+    h = hashlib.sha256()
+    for path in [preset_path("g2g"), *sorted((ROOT / "src" / "g2g").rglob("*.py"))]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_settings(args, variant: str) -> dict:
     """What a run's numbers depend on besides variant, dataset and seed: a run is reused only when equal."""
-    return {"budget_s": args.budget, "threads": args.threads, "points": args.points,
+    return {"code": code_digest(), "budget_s": args.budget, "threads": args.threads, "points": args.points,
             "classifier_seconds": args.classifier_seconds, "overrides": [*VARIANTS[variant].overrides, *args.overrides],
             "eval": {**EVAL, "k_shots": list(EVAL["k_shots"])}, "curve_pairs": CURVE_PAIRS}
 

@@ -107,6 +107,19 @@ def test_time_budget_and_file_names():
     assert quality.image_size([]) == 32
 
 
+def test_a_run_is_not_reused_after_the_code_changes(tmp_path, monkeypatch):
+    module = tmp_path / "src" / "g2g" / "networks" / "net.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("WIDTH = 16\n")
+    monkeypatch.setattr(quality, "ROOT", tmp_path)
+    before = quality.code_digest()
+    assert quality.code_digest() == before                    # stable while nothing changes
+    module.write_text("WIDTH = 32\n")
+    assert quality.code_digest() != before                    # a source edit makes saved runs stale
+    args = type("Args", (), {"budget": 60, "threads": 1, "points": 4, "classifier_seconds": 60.0, "overrides": []})
+    assert quality.run_settings(args, "g2g")["code"] == quality.code_digest()
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     argv = ["--variants", "g2g", "--datasets", "shapes", "--seeds", "1", "--budget", "3", "--points", "2",
