@@ -112,6 +112,22 @@ def r1_penalty_funit(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Ten
     return grad.pow(2).sum() / real.shape[0]
 
 
+def running_class_means(values: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, seen: torch.Tensor,
+                        rate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of per-class running means: a class of the batch gets (1 − rate) · old + rate · batch mean
+    (rate 1 the first time). values (B, D), labels (B,), means (K, D), seen (K,) bool: classes met so far.
+    Returns (the updated means of the batch's classes, with gradient through the batch means; all K means,
+    detached; the new seen)."""
+    counts = torch.bincount(labels, minlength=len(means))
+    present = counts > 0
+    sums = values.new_zeros(means.shape).index_add(0, labels, values)
+    weight = torch.where(seen[present], rate, 1.0)[:, None]
+    updated = (1 - weight) * means[present] + weight * sums[present] / counts[present, None]
+    new_means = means.clone()
+    new_means[present] = updated.detach()
+    return updated, new_means, seen | present
+
+
 CENTRE_RATE = 0.02  # weight of a batch in the running class centres (about 50 batches)
 
 
@@ -123,16 +139,9 @@ def class_centre(codes: torch.Tensor, labels: torch.Tensor, centres: torch.Tenso
     spread of the centres, collapsed training on `shapes`: the centres start close together, so its
     gradient was huge early and took over the clipped update.)
 
-    codes (B, D), labels (B,); centres (K, D): running mean code of each class, seen (K,) bool: classes met
-    so far. A class of the batch gets the running mean (1 − rate) · old + rate · batch mean (rate 1 the
-    first time). The gradient goes through the codes only. Returns (loss, new centres, new seen), the last
+    codes (B, D), labels (B,); centres (K, D): running mean code of each class (`running_class_means`, rate
+    CENTRE_RATE), seen (K,) bool: classes met so far. The gradient goes through the codes only. Returns (loss, new centres, new seen), the last
     two detached."""
-    codes_d = codes.detach()
-    counts = torch.bincount(labels, minlength=len(centres))
-    present = counts > 0
-    sums = codes_d.new_zeros(centres.shape).index_add(0, labels, codes_d)
-    rate = torch.where(seen[present], CENTRE_RATE, 1.0)[:, None]
-    new_centres = centres.clone()
-    new_centres[present] = (1 - rate) * centres[present] + rate * sums[present] / counts[present, None]
+    _, new_centres, new_seen = running_class_means(codes.detach(), labels, centres, seen, CENTRE_RATE)
     within = (codes - new_centres[labels]).pow(2).sum(dim=1).mean()
-    return within, new_centres, seen | present
+    return within, new_centres, new_seen

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import running_class_means
 from .encoders import ClassEncoder, conv_trunk
 
 # The pose vector, in natural units: (tx, ty) the template centre in image units (the image spans [-1, 1],
@@ -279,20 +280,11 @@ def pose_moments(pose: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, 
     """Spread of the classes' mean poses, and the updated running means.
 
     pose (B, 4 + C), labels (B,); means (K, 4): running mean geometry of each class in pixels (see
-    pixel_weights), seen (K,) bool: classes met so far. A class of the batch gets the running mean
-    (1 − rate) · old + rate · batch mean (rate 1 the first time); the loss is half the mean squared pixel
-    distance of those classes' means from the mean over all seen classes, with gradient through the
-    batch means only. Returns (loss, new means, new seen), the last two detached."""
+    pixel_weights; updated by `running_class_means`), seen (K,) bool: classes met so far. The loss is half
+    the mean squared pixel distance of the batch's classes' means from the mean over all seen classes,
+    with gradient through the batch means only. Returns (loss, new means, new seen), the last two detached."""
     geometry = pose[:, :POSE_GEOMETRY] * pixel_weights(image_size, pose.device)
-    counts = torch.bincount(labels, minlength=len(means))
-    present = counts > 0
-    sums = geometry.new_zeros(len(means), POSE_GEOMETRY).index_add(0, labels, geometry)
-    batch_means = sums[present] / counts[present, None]
-    rate = torch.where(seen[present], POSE_MOMENT_RATE, 1.0)[:, None]
-    updated = (1 - rate) * means[present] + rate * batch_means
-    new_means = means.clone()
-    new_means[present] = updated.detach()
-    new_seen = seen | present
+    updated, new_means, new_seen = running_class_means(geometry, labels, means, seen, POSE_MOMENT_RATE)
     centre = new_means[new_seen].mean(dim=0)
     loss = 0.5 * (updated - centre).pow(2).sum(dim=1).mean()
     return loss, new_means, new_seen

@@ -1,0 +1,55 @@
+"""The variants of the quality benchmark (benchmarks/quality.py): the `g2g` preset and its ablations, each
+as `g2g train` options on top of the preset."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variant:
+    change: str                 # what differs from the preset, in words
+    overrides: tuple = ()       # `g2g train` options
+
+
+VARIANTS = {
+    "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, palette "
+                   "template of 2 parts with a hue-blind layout code), supervised pairs, K = 1 class reference, "
+                   "class-code cross-entropy and centre loss, content probe, pose equivariance and pose moments, "
+                   "no long reconstruction, no adversarial term"),
+    "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
+                     ("--model.lambda_long", "1")),
+    "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "
+                            "from the image itself (data.supervised false), and without the four terms that "
+                            "use labels (model.lambda_class_code 0, model.lambda_class_centre 0, "
+                            "model.lambda_content_probe 0, model.lambda_pose_moments 0)",
+                            ("--data.supervised", "false", "--model.lambda_class_code", "0",
+                             "--model.lambda_class_centre", "0", "--model.lambda_content_probe", "0",
+                             "--model.lambda_pose_moments", "0")),
+    "no-palette": Variant("a free colour template from the whole class code, read by one class encoder, instead "
+                          "of the palette template (model.generator.n_parts 0)", ("--model.generator.n_parts", "0")),
+    "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
+                         ("--model.lambda_class_centre", "0")),
+    "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",
+                          ("--model.lambda_pose_moments", "0")),
+    "no-equivariance": Variant("without the pose-equivariance term (model.lambda_equivariance 0)",
+                               ("--model.lambda_equivariance", "0")),
+    "no-refine": Variant("the pose read in one pass, without re-reading it in the object's canonical view "
+                         "(model.generator.n_refine 0)", ("--model.generator.n_refine", "0")),
+    "no-probe": Variant("without the content probe (model.lambda_content_probe 0)",
+                        ("--model.lambda_content_probe", "0")),
+    "no-class-ce": Variant("without the cross-entropy on class codes (model.lambda_class_code 0)",
+                           ("--model.lambda_class_code", "0")),
+    "adain": Variant("the AdaIN decoder with a spatial content code instead of the sprite decoder (arch g2g; "
+                     "content code 4×4×4 with noise 0.3 and L2 0.01, mlp_dim 128: the preset before the "
+                     "sprite decoder)",
+                     ("--model.generator.arch", "g2g", "--model.generator.content_channels", "4",
+                      "--model.generator.mlp_dim", "128", "--model.content_noise", "0.3",
+                      "--model.lambda_content_l2", "0.01")),
+    "K=4": Variant("class codes as the mean over K = 4 references of the class (data.k_refs 4)",
+                   ("--data.k_refs", "4")),
+    "+adv": Variant("with the adversarial term on mixed images, model.lambda_adv 0.1, against the preset's "
+                    "critic (LSGAN, PatchGAN 'basic', ndf 64, lr_d 0.001)", ("--model.lambda_adv", "0.1")),
+}
+
+# run by default (the others stay available through --variants)
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "no-centre", "K=4", "+adv"]
