@@ -140,8 +140,8 @@ def class_centre(codes: torch.Tensor, labels: torch.Tensor, centres: torch.Tenso
     gradient was huge early and took over the clipped update.)
 
     codes (B, D), labels (B,); centres (K, D): running mean code of each class (`running_class_means`, rate
-    CENTRE_RATE), seen (K,) bool: classes met so far. The gradient goes through the codes only. Returns (loss, new centres, new seen), the last
-    two detached."""
+    CENTRE_RATE), seen (K,) bool: classes met so far. The gradient goes through the codes only. Returns
+    (loss, new centres, new seen), the last two detached."""
     _, new_centres, new_seen = running_class_means(codes.detach(), labels, centres, seen, CENTRE_RATE)
     within = (codes - new_centres[labels]).pow(2).sum(dim=1).mean()
     return within, new_centres, new_seen

@@ -100,9 +100,9 @@ class G2GModule(G2GObjective, L.LightningModule):
             lambda_pose_moments: arch sprite, labels: half the squared pixel distance of each class's
                 running mean pose from the mean over classes (`sprite.pose_moments`), so every class's
                 template is drawn in the same frame (same centre, size and upright).
-            lambda_class_centre: labels: spread of the class codes b1, b2 around their class's running
-                centre, relative to the spread of the centres (`losses.class_centre`): what varies within a
-                class is content, so this drives content out of the class codes.
+            lambda_class_centre: labels: mean squared distance of the class codes b1, b2 from their class's
+                running centre (`losses.class_centre`): what varies within a class is content, so this
+                drives content out of the class codes.
             lambda_identity: identity loss ‖E_ID(x2) − E_ID(m1)‖₁ + ‖E_ID(x1) − E_ID(m2)‖₁ with the frozen
                 VGGFace2 network (needs identity_weights), reached after the warm-up below.
             lambda_adv: adversarial term on mixed images m1, m2.

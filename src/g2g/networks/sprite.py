@@ -135,10 +135,7 @@ class LayoutPaletteEncoder(nn.Module):
         self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 5:
-            b, k = x.shape[:2]
-            return self.forward(x.flatten(0, 1)).view(b, k, -1).mean(dim=1)
-        hue_blind = x.sort(dim=1, descending=True).values
+        hue_blind = x.sort(dim=-3, descending=True).values  # the channel axis of (B, C, H, W) and (B, K, C, H, W)
         return torch.cat([self.layout(hue_blind), self.palette(x)], dim=1)
 
 
