@@ -6,8 +6,8 @@
 #   3. g2g bench of the 128 px cyclefunit and the 224 px cyclefunit-id presets (bf16-mixed, random data,
 #      random frozen weights where no weight files are present), then the 128 px cyclefunit step at a
 #      batch that fills the GPU (the MFU target of docs/performance.md).
-# With SWEEP=1, more batch sizes, the g2g preset, a profiler table of the 128 px cyclefunit step and the
-# same step compiled (last: compilation is the slowest stage).
+# With SWEEP=1, the 128 px cyclefunit step channels-first at batch 64 and 256, its profiler table and the
+# same step compiled (last: compilation is the slowest stage; COMPILE_LIMIT seconds, default 150).
 # Results: $OUT/bench.jsonl (one `g2g bench` result per line), $OUT/log.txt, $OUT/ops-*.txt; scratch
 # files (checkpoints, traces) go to a temporary folder, so $OUT holds only those.
 # Usage: benchmarks/gpu_check.sh            (PY=python, OUT=folder, SWEEP=1 to override)
@@ -54,13 +54,12 @@ bench 100 cyclefunit 128 8
 bench 100 cyclefunit-id 224 8
 bench 100 cyclefunit 128 64
 if [ "$SWEEP" = 1 ]; then
-    bench 100 cyclefunit 128 256
-    bench 100 cyclefunit-id 224 32
-    bench 100 g2g 64 64
-    bench 100 g2g 128 64
-    bench 100 cyclefunit 128 64 --steps 5 --profile "$WORK/prof"
+    CF="--set model.channels_last=false"
+    bench 100 cyclefunit 128 64 $CF
+    bench 100 cyclefunit 128 256 $CF
+    bench 100 cyclefunit 128 64 $CF --steps 5 --profile "$WORK/prof"
     [ -f "$WORK/prof/ops.txt" ] && cp "$WORK/prof/ops.txt" "$OUT/ops-cyclefunit-128px-b64-cuda.txt"
-    bench 150 cyclefunit 128 64 --compile --warmup 8
+    bench "${COMPILE_LIMIT:-150}" cyclefunit 128 64 $CF --compile --warmup 8
 fi
 
 stage "done: ${#failed[@]} stage(s) failed${failed:+: ${failed[*]}}; results in $OUT"

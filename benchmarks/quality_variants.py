@@ -13,7 +13,7 @@ class Variant:
 
 VARIANTS = {
     "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, palette "
-                   "template of 2 parts with a hue-blind layout code), supervised pairs, K = 1 class reference, "
+                   "template of 2 parts whose layout code reads the image's colour edges), supervised pairs, K = 1 class reference, "
                    "class-code cross-entropy and centre loss, content probe, pose equivariance and pose moments, "
                    "no long reconstruction, no adversarial term"),
     "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
@@ -27,6 +27,10 @@ VARIANTS = {
                              "--model.lambda_pose_moments", "0")),
     "no-palette": Variant("a free colour template from the whole class code, read by one class encoder, instead "
                           "of the palette template (model.generator.n_parts 0)", ("--model.generator.n_parts", "0")),
+    "sorted-layout": Variant("the layout code read from the image with each pixel's channels sorted (blind to "
+                             "hue, not to brightness) instead of its colour edges "
+                             "(model.generator.layout_view sorted: the session-7 preset's view)",
+                             ("--model.generator.layout_view", "sorted")),
     "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
                          ("--model.lambda_class_centre", "0")),
     "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",
@@ -52,4 +56,4 @@ VARIANTS = {
 }
 
 # run by default (the others stay available through --variants)
-DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "no-centre", "K=4", "+adv"]
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "sorted-layout", "no-centre", "K=4", "+adv"]

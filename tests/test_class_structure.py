@@ -100,3 +100,29 @@ def test_layout_half_of_the_class_code_is_blind_to_which_channel_is_which():
     assert not torch.allclose(permuted[:, 4:], code[:, 4:])   # palette half: sees the colours
     refs = torch.stack([x, x.flip(0)], dim=1)                 # (B, K = 2, C, H, W): the mean code over K
     torch.testing.assert_close(gen.encode_class(refs), (code + gen.encode_class(x.flip(0))) / 2)
+
+
+def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
+    """layout_view 'edges': the same shape at the same pose in all five colour schemes of `shapes` gives
+    nearly the same view (the schemes differ in hue and in which part is bright), while other shapes in
+    one scheme give clearly different views; the sorted view keeps the schemes' brightness profiles."""
+    from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
+
+    factors = sample_factors(20, torch.Generator().manual_seed(0))
+
+    def spread(view, class_ids):  # mean absolute deviation of the views of one pose across classes
+        v = torch.stack([sprite.layout_view(render(torch.full((20,), c), factors, 32), view) for c in class_ids])
+        return (v - v.mean(0)).abs().mean().item()
+
+    star_schemes = [3 * N_SCHEMES + s for s in range(N_SCHEMES)]
+    shapes_red = [s * N_SCHEMES for s in range(N_SHAPES)]
+    assert spread("edges", star_schemes) < 0.05 * spread("edges", shapes_red)
+    assert spread("sorted", star_schemes) > 0.25 * spread("sorted", shapes_red)
+    edges = sprite.layout_view(render(torch.zeros(2, dtype=torch.long), factors[:2], 32), "edges")
+    assert edges.shape == (2, 1, 32, 32) and edges.min() < 0.01 and edges.max() <= 1
+    gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="edges"))
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(gen.encode_class(x.flip(1) * -1)[:, :4], gen.encode_class(x)[:, :4])  # any recolouring that keeps edges
+    with pytest.raises(ValueError, match="layout_view must be one of"):
+        GeneratorConfig(**SPRITE, n_parts=2, layout_view="hsv")
+

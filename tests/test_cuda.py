@@ -34,3 +34,26 @@ def test_bench_on_cuda_reports_bf16_and_fp32_peaks():
     assert set(RESULT_FIELDS) <= set(r)
     assert r["precision"] == "bf16-mixed" and set(r["matmul_peak_gflops"]) == {"fp32", "bf16"}
     assert r["memory_kind"] == "cuda allocator peak" and r["peak_memory_mb"] > 0 and r["gflop_per_step"] > 0
+
+
+def test_instance_norm_stays_bf16_under_autocast_and_matches_fp32():
+    """CUDA autocast runs group norm in fp32 (two full-size casts per norm); instance_norm keeps bf16 in
+    and out, with the statistics still accumulated in fp32: it agrees with the fp32 norm to bf16 rounding,
+    forward and backward."""
+    import torch.nn.functional as F
+
+    from g2g.networks.blocks import adain, instance_norm
+    x = (torch.randn(4, 32, 24, 24, device="cuda") * 3 + 1).requires_grad_()
+    w = torch.randn(4, 32, 24, 24, device="cuda")
+    ref = F.group_norm(x, 32)
+    (ref * w).sum().backward()
+    ref_grad, x.grad = x.grad.clone(), None
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        xb = x.to(torch.bfloat16)
+        y = instance_norm(xb)
+        assert F.group_norm(xb, 32).dtype == torch.float32  # what autocast alone would do
+        scale = torch.ones(4, 32, device="cuda", dtype=torch.bfloat16)
+        assert y.dtype == adain(xb, scale, scale * 0).dtype == torch.bfloat16
+    (y.float() * w).sum().backward()
+    assert (y.float() - ref).abs().max() < 0.05
+    assert (x.grad - ref_grad).abs().max() < 0.05 * ref_grad.abs().max()

@@ -112,3 +112,22 @@ def test_upsampling_convolution_equals_upsample_then_convolve():
         for a, b in zip(torch.autograd.grad(out, [x, *conv.parameters()], g),
                         torch.autograd.grad(ref, [x, *conv.parameters()], g)):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+def test_adain_equals_instance_norm_then_affine():
+    """adain (group norm, then one fused multiply-add) equals FUNIT's instance norm followed by the affine
+    map, values and gradients, in both memory formats."""
+    import torch.nn.functional as F
+
+    from g2g.networks.blocks import adain
+    torch.manual_seed(0)
+    for channels_last in (False, True):
+        x = torch.randn(3, 5, 7, 6, dtype=torch.double, requires_grad=True)
+        scale, bias = (torch.randn(3, 5, dtype=torch.double, requires_grad=True) for _ in range(2))
+        inp = x.to(memory_format=torch.channels_last) if channels_last else x
+        out = adain(inp, scale, bias)
+        ref = F.instance_norm(x, eps=1e-5) * scale[:, :, None, None] + bias[:, :, None, None]
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, [x, scale, bias], g), torch.autograd.grad(ref, [x, scale, bias], g)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

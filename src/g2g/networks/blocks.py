@@ -10,11 +10,26 @@ from torch import nn
 import torch.nn.functional as F
 
 
+def _group_norm(x: torch.Tensor, groups: int, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                eps: float = 1e-5) -> torch.Tensor:
+    """F.group_norm that keeps a half-precision input in half precision under autocast (see instance_norm)."""
+    if x.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            cast = (lambda t: None if t is None else t.to(x.dtype))
+            return F.group_norm(x, groups, cast(weight), cast(bias), eps=eps)
+    return F.group_norm(x, groups, weight, bias, eps=eps)
+
+
 def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Instance normalisation without affine parameters (F.instance_norm, nn.InstanceNorm2d), computed as
     group normalisation with one group per channel: the same function, 2-3x faster forward + backward
-    on CPU, and channels-last stays channels-last (F.instance_norm copies it to contiguous and back)."""
-    return F.group_norm(x, x.shape[1], eps=eps)
+    on CPU, and channels-last stays channels-last (F.instance_norm copies it to contiguous and back).
+
+    Under autocast a half-precision input stays half precision: autocast would run the norm in fp32, i.e.
+    cast its input up and its output back down for the next convolution, two full-size copies per norm
+    (a fifth of the 128 px cyclefunit step's GPU time); the kernel accumulates its statistics in fp32
+    either way."""
+    return _group_norm(x, x.shape[1], eps=eps)
 
 
 class InstanceNorm(nn.Module):
@@ -80,8 +95,9 @@ class ResBlock(nn.Module):
 
 def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Adaptive instance normalisation: normalise each channel of each sample, then apply the given
-    per-sample affine parameters. x: (B, C, H, W); scale, bias: (B, C)."""
-    return instance_norm(x, eps) * scale[:, :, None, None] + bias[:, :, None, None]
+    per-sample affine parameters. x: (B, C, H, W); scale, bias: (B, C). The affine map is one fused
+    multiply-add (addcmul), one pass over the map instead of two."""
+    return torch.addcmul(bias[:, :, None, None], instance_norm(x, eps), scale[:, :, None, None])
 
 
 class AdaIN(nn.Module):

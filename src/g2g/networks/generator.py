@@ -17,7 +17,7 @@ from .encoders import ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
 from .identity import FEATURE_DIM, IdentityNet
 from .lord import LordDecoder, VectorEncoder
-from .sprite import LayoutPaletteEncoder, PoseEncoder, SpriteDecoder, pose_dim
+from .sprite import LAYOUT_VIEWS, LayoutPaletteEncoder, PoseEncoder, SpriteDecoder, pose_dim
 
 ARCHS = ("g2g", "funit", "lord", "sprite")
 CLASS_ENCODERS = ("learned", "vggface2")
@@ -47,6 +47,8 @@ class GeneratorConfig:
     n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
     n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
                                   # half (read hue-blind), a palette of P colours from its second half
+    layout_view: str = "sorted"   # sprite, n_parts > 0: what the layout half reads: "sorted" (each pixel's
+                                  # channels sorted: hue-blind) or "edges" (colour-gradient magnitude)
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)
@@ -79,6 +81,8 @@ class GeneratorConfig:
                 if self.image_size % 2 ** getattr(self, name):
                     raise ValueError(f"image_size {self.image_size} is not divisible by 2**{name} = "
                                      f"{2 ** getattr(self, name)}")
+        if self.layout_view not in LAYOUT_VIEWS:
+            raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {self.layout_view!r}")
         if self.arch == "sprite" and self.decoder_norm != "adain":
             raise ValueError("arch 'sprite' has no normalisation choice: leave decoder_norm at 'adain'")
         if self.decoder_norm not in ("adain", "film"):
@@ -139,7 +143,7 @@ class Generator(nn.Module):
             if learned and c.n_parts:
                 self.class_encoder = LayoutPaletteEncoder(c.channels, c.nf, c.n_downs_class,
                                                           c.class_dim - c.class_dim // 2, c.class_dim // 2,
-                                                          c.max_channels)
+                                                          c.max_channels, c.layout_view)
             elif learned:
                 self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
             self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim, parts=c.n_parts)

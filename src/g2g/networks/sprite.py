@@ -59,6 +59,14 @@ def template_to_image(pose: torch.Tensor) -> torch.Tensor:
     return torch.cat([_rotation(-pose[:, 3], 1 / scale), pose[:, :2, None]], dim=2)
 
 
+def canonical_view(x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, S, S) resampled in the object frame of `pose` (B, ≥ 4): the object centred, upright and at
+    nominal size when the pose is right (edges extended)."""
+    frame = template_to_image(pose).to(x.dtype)
+    return F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
+                         padding_mode="border", align_corners=False)
+
+
 class PoseRegressor(nn.Module):
     """Image (B, C, S, S) → 4 + C unbounded numbers: a convolutional trunk without normalisation (instance
     normalisation would erase the background level, which is part of the pose), `n_downs` stride-2 blocks
@@ -107,10 +115,9 @@ class PoseEncoder(nn.Module):
         log_scale, angle = SCALE_RANGE * torch.tanh(r[:, 2]), MAX_ROTATION * torch.tanh(r[:, 3])
         background = r[:, POSE_GEOMETRY:]
         for _ in range(self.refine):
-            frame = template_to_image(torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1))
-            view = F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
-                                 padding_mode="border", align_corners=False)
-            d = self.fine(view)
+            estimate = torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1)
+            frame = template_to_image(estimate)
+            d = self.fine(canonical_view(x, estimate))
             shift = shift + (frame[:, :, :2] @ (REFINE_SHIFT * torch.tanh(d[:, :2, None]))).squeeze(-1)
             log_scale = log_scale + REFINE_SCALE * torch.tanh(d[:, 2])
             angle = angle + REFINE_ROTATION * torch.tanh(d[:, 3])
@@ -118,25 +125,45 @@ class PoseEncoder(nn.Module):
         return torch.cat([shift, log_scale[:, None], angle[:, None], torch.tanh(background)], dim=1)
 
 
+LAYOUT_VIEWS = ("sorted", "edges")
+EDGE_SCALE = 0.25  # edge view: a step of this size (image units, [-1, 1] range) reads as tanh(1) = 0.76
+
+
+def layout_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """What the layout half of a palette class encoder sees of images (..., C, H, W): "sorted", each pixel's
+    channels sorted, largest first (blind to hue, not to brightness); "edges", one channel: the saturated
+    colour-gradient magnitude tanh(|∇x| / EDGE_SCALE), where every boundary between two different colours
+    reads about 1 whatever the colours (blind to hue and brightness: the silhouette and its outline)."""
+    if view == "sorted":
+        return x.sort(dim=-3, descending=True).values
+    if view == "edges":
+        gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+        gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+        return torch.tanh((gx.square() + gy.square()).sum(dim=-3, keepdim=True).add(1e-8).sqrt() / EDGE_SCALE)
+    raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
+
+
 class LayoutPaletteEncoder(nn.Module):
     """Image (B, C, H, W) → class code (B, layout_dim + palette_dim) for the palette template (`n_parts`):
-    the layout half from a class encoder that sees the image with each pixel's channels sorted (largest
-    first), the palette half from one that sees the image as it is.
+    the layout half from a class encoder that sees a colour-blind view of the image (`layout_view`), the
+    palette half from one that sees the image as it is.
 
-    Sorting a pixel's channels keeps its brightness and contrast but forgets which channel is which, so
-    the layout half is blind to hue: on `shapes`, a class encoder that saw the plain image snapped a held-
-    out class (a seen shape in a seen scheme, never together) to a seen class of the same scheme, and drew
-    that class's shape. References (B, K, C, H, W) → mean code over K."""
+    On `shapes`, a class encoder that saw the plain image snapped a held-out class (a seen shape in a seen
+    scheme, never together) to a seen class of the same scheme, and drew that class's shape. Sorting each
+    pixel's channels hides the hue but keeps each scheme's brightness profile (a bright fill in a dark
+    outline, or the reverse); the edge view hides both. References (B, K, C, H, W) → mean code over K."""
 
     def __init__(self, in_channels: int, nf: int, n_downs: int, layout_dim: int, palette_dim: int,
-                 max_channels: int):
+                 max_channels: int, view: str = "sorted"):
         super().__init__()
-        self.layout = ClassEncoder(in_channels, nf, n_downs, layout_dim, max_channels)
+        if view not in LAYOUT_VIEWS:
+            raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
+        self.view = view
+        self.layout = ClassEncoder(1 if view == "edges" else in_channels, nf, n_downs, layout_dim, max_channels)
         self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hue_blind = x.sort(dim=-3, descending=True).values  # the channel axis of (B, C, H, W) and (B, K, C, H, W)
-        return torch.cat([self.layout(hue_blind), self.palette(x)], dim=1)
+        return torch.cat([self.layout(layout_view(x, self.view)), self.palette(x)], dim=1)
 
 
 class SpriteDecoder(nn.Module):
