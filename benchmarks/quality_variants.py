@@ -13,9 +13,9 @@ class Variant:
 
 VARIANTS = {
     "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, palette "
-                   "template of 2 parts whose layout code reads the image's colour edges), supervised pairs, K = 1 class reference, "
-                   "class-code cross-entropy and centre loss, content probe, pose equivariance and pose moments, "
-                   "no long reconstruction, no adversarial term"),
+                   "template of 2 parts whose layout code reads the image's colour edges), supervised pairs, "
+                   "K = 1 class reference, class-code cross-entropy and centre loss, content probe, pose "
+                   "equivariance and pose moments, no long reconstruction, no adversarial term"),
     "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
                      ("--model.lambda_long", "1")),
     "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "

@@ -122,7 +122,8 @@ def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
     assert edges.shape == (2, 1, 32, 32) and edges.min() < 0.01 and edges.max() <= 1
     gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="edges"))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
-    torch.testing.assert_close(gen.encode_class(x.flip(1) * -1)[:, :4], gen.encode_class(x)[:, :4])  # any recolouring that keeps edges
+    recoloured = x.flip(1) * -1  # channels swapped and negated: every colour changes, every edge stays
+    torch.testing.assert_close(gen.encode_class(recoloured)[:, :4], gen.encode_class(x)[:, :4])
     with pytest.raises(ValueError, match="layout_view must be one of"):
         GeneratorConfig(**SPRITE, n_parts=2, layout_view="hsv")
 

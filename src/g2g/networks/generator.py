@@ -46,7 +46,7 @@ class GeneratorConfig:
     n_mlp: int = 2                # linear layers of that MLP
     n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
     n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
-                                  # half (read hue-blind), a palette of P colours from its second half
+                                  # half (read through layout_view), a palette of P colours from its second half
     layout_view: str = "sorted"   # sprite, n_parts > 0: what the layout half reads: "sorted" (each pixel's
                                   # channels sorted: hue-blind) or "edges" (colour-gradient magnitude)
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
