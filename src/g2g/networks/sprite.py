@@ -59,14 +59,6 @@ def template_to_image(pose: torch.Tensor) -> torch.Tensor:
     return torch.cat([_rotation(-pose[:, 3], 1 / scale), pose[:, :2, None]], dim=2)
 
 
-def canonical_view(x: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-    """Images (B, C, S, S) resampled in the object frame of `pose` (B, ≥ 4): the object centred, upright and at
-    nominal size when the pose is right (edges extended)."""
-    frame = template_to_image(pose).to(x.dtype)
-    return F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
-                         padding_mode="border", align_corners=False)
-
-
 class PoseRegressor(nn.Module):
     """Image (B, C, S, S) → 4 + C unbounded numbers: a convolutional trunk without normalisation (instance
     normalisation would erase the background level, which is part of the pose), `n_downs` stride-2 blocks
@@ -115,9 +107,10 @@ class PoseEncoder(nn.Module):
         log_scale, angle = SCALE_RANGE * torch.tanh(r[:, 2]), MAX_ROTATION * torch.tanh(r[:, 3])
         background = r[:, POSE_GEOMETRY:]
         for _ in range(self.refine):
-            estimate = torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1)
-            frame = template_to_image(estimate)
-            d = self.fine(canonical_view(x, estimate))
+            frame = template_to_image(torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1))
+            view = F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
+                                 padding_mode="border", align_corners=False)
+            d = self.fine(view)
             shift = shift + (frame[:, :, :2] @ (REFINE_SHIFT * torch.tanh(d[:, :2, None]))).squeeze(-1)
             log_scale = log_scale + REFINE_SCALE * torch.tanh(d[:, 2])
             angle = angle + REFINE_ROTATION * torch.tanh(d[:, 3])
