@@ -31,6 +31,10 @@ VARIANTS = {
                              "hue, not to brightness) instead of its colour edges "
                              "(model.generator.layout_view sorted: the session-7 preset's view)",
                              ("--model.generator.layout_view", "sorted")),
+    "figure-layout": Variant("the layout code read from the colour edges and a figure channel (each pixel's "
+                             "distance from the border's median colour: the object's area, blind to its colours) "
+                             "instead of the edges alone (model.generator.layout_view figure)",
+                             ("--model.generator.layout_view", "figure")),
     "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
                          ("--model.lambda_class_centre", "0")),
     "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",

@@ -127,3 +127,38 @@ def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
     with pytest.raises(ValueError, match="layout_view must be one of"):
         GeneratorConfig(**SPRITE, n_parts=2, layout_view="hsv")
 
+
+def test_figure_view_marks_the_object_against_the_border_colour():
+    """layout_view 'figure': channel 0 is the edge view; channel 1 is tanh(|x − b| / FIGURE_SCALE) with b the
+    border's median colour, so a square of colour c on a background b reads 0 outside and the known value
+    inside. It is blind to the colour scheme on `shapes` as the edge view is, and unlike the edges it tells
+    the inside of an outline from the outside: a filled square and a frame of the same outline differ."""
+    from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
+
+    b, c = torch.tensor([-0.6, -0.2, 0.1]), torch.tensor([0.9, -0.5, 0.3])
+    square = b.view(3, 1, 1).repeat(1, 12, 12)
+    square[:, 3:9, 3:9] = c.view(3, 1, 1)
+    view = sprite.layout_view(square, "figure")
+    assert view.shape == (2, 12, 12)
+    torch.testing.assert_close(view[0], sprite.layout_view(square, "edges")[0])
+    inside = torch.tanh((c - b).norm() / sprite.FIGURE_SCALE)
+    torch.testing.assert_close(view[1, 3:9, 3:9], inside.expand(6, 6))
+    assert view[1, :3].abs().max() < 1e-3 and view[1, :, 9:].abs().max() < 1e-3
+    frame = square.clone()
+    frame[:, 4:8, 4:8] = b.view(3, 1, 1)  # the same outer outline, hollow
+    assert (sprite.layout_view(frame, "figure")[1, 4:8, 4:8] < 1e-3).all()
+
+    factors = sample_factors(20, torch.Generator().manual_seed(0))
+
+    def spread(class_ids):  # mean absolute deviation of the views of one pose across classes
+        v = torch.stack([sprite.layout_view(render(torch.full((20,), k), factors, 32), "figure") for k in class_ids])
+        return (v - v.mean(0)).abs().mean().item()
+
+    star_schemes, shapes_red = [3 * N_SCHEMES + s for s in range(N_SCHEMES)], [s * N_SCHEMES for s in range(N_SHAPES)]
+    assert spread(star_schemes) < 0.05 * spread(shapes_red)
+    gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="figure"))
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    x[..., [0, -1], :], x[..., :, [0, -1]] = 0.2, 0.2  # a flat border: its median is exact
+    recoloured = x.flip(1) * -1  # every colour changes; every edge and every distance from the border stays
+    torch.testing.assert_close(gen.encode_class(recoloured)[:, :4], gen.encode_class(x)[:, :4])
+

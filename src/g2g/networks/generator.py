@@ -48,7 +48,8 @@ class GeneratorConfig:
     n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
                                   # half (read through layout_view), a palette of P colours from its second half
     layout_view: str = "sorted"   # sprite, n_parts > 0: what the layout half reads: "sorted" (each pixel's
-                                  # channels sorted: hue-blind) or "edges" (colour-gradient magnitude)
+                                  # channels sorted: hue-blind), "edges" (colour-gradient magnitude) or
+                                  # "figure" (edges and the distance from the border's colour)
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)

@@ -118,22 +118,40 @@ class PoseEncoder(nn.Module):
         return torch.cat([shift, log_scale[:, None], angle[:, None], torch.tanh(background)], dim=1)
 
 
-LAYOUT_VIEWS = ("sorted", "edges")
+LAYOUT_VIEWS = ("sorted", "edges", "figure")
+LAYOUT_CHANNELS = {"edges": 1, "figure": 2}  # channels of each view; "sorted" keeps the image's
 EDGE_SCALE = 0.25  # edge view: a step of this size (image units, [-1, 1] range) reads as tanh(1) = 0.76
+FIGURE_SCALE = 0.5  # figure channel: a colour this far from the background reads as tanh(1); on `shapes`
+                    # every fill and outline is at least 1.16 from every background grey (reads ≥ 0.98)
+
+
+def _saturate(diff: torch.Tensor, scale: float) -> torch.Tensor:
+    """(..., C, H, W) colour differences → (..., 1, H, W): tanh(|diff| / scale), the norm over channels."""
+    return torch.tanh(diff.square().sum(dim=-3, keepdim=True).add(1e-8).sqrt() / scale)
 
 
 def layout_view(x: torch.Tensor, view: str) -> torch.Tensor:
-    """What the layout half of a palette class encoder sees of images (..., C, H, W): "sorted", each pixel's
-    channels sorted, largest first (blind to hue, not to brightness); "edges", one channel: the saturated
-    colour-gradient magnitude tanh(|∇x| / EDGE_SCALE), where every boundary between two different colours
-    reads about 1 whatever the colours (blind to hue and brightness: the silhouette and its outline)."""
+    """What the layout half of a palette class encoder sees of images (..., C, H, W).
+
+    "sorted": each pixel's channels sorted, largest first (blind to hue, not to brightness).
+    "edges": one channel, the saturated colour-gradient magnitude tanh(|∇x| / EDGE_SCALE): every boundary
+        between two different colours reads about 1 whatever the colours (blind to hue and brightness).
+    "figure": the edges and a figure channel, tanh(|x − b| / FIGURE_SCALE), where b is the median colour of
+        the image's border: the object's whole area reads about 1 whatever its colours. The edges alone do not
+        say which side of an outline is the object: on grey digits the figure channel is the ink.
+    """
     if view == "sorted":
         return x.sort(dim=-3, descending=True).values
+    if view not in LAYOUT_CHANNELS:
+        raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
+    gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    edges = _saturate(torch.stack([gx, gy], dim=-3).flatten(-4, -3), EDGE_SCALE)
     if view == "edges":
-        gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
-        gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-        return torch.tanh((gx.square() + gy.square()).sum(dim=-3, keepdim=True).add(1e-8).sqrt() / EDGE_SCALE)
-    raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
+        return edges
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)  # (..., C, L)
+    background = border.median(dim=-1).values[..., None, None]  # (..., C, 1, 1)
+    return torch.cat([edges, _saturate(x - background, FIGURE_SCALE)], dim=-3)
 
 
 class LayoutPaletteEncoder(nn.Module):
@@ -152,7 +170,7 @@ class LayoutPaletteEncoder(nn.Module):
         if view not in LAYOUT_VIEWS:
             raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
         self.view = view
-        self.layout = ClassEncoder(1 if view == "edges" else in_channels, nf, n_downs, layout_dim, max_channels)
+        self.layout = ClassEncoder(LAYOUT_CHANNELS.get(view, in_channels), nf, n_downs, layout_dim, max_channels)
         self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
