@@ -161,4 +161,3 @@ def test_figure_view_marks_the_object_against_the_border_colour():
     x[..., [0, -1], :], x[..., :, [0, -1]] = 0.2, 0.2  # a flat border: its median is exact
     recoloured = x.flip(1) * -1  # every colour changes; every edge and every distance from the border stays
     torch.testing.assert_close(gen.encode_class(recoloured)[:, :4], gen.encode_class(x)[:, :4])
-

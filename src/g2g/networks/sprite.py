@@ -125,9 +125,9 @@ FIGURE_SCALE = 0.5  # figure channel: a colour this far from the background read
                     # every fill and outline is at least 1.16 from every background grey (reads ≥ 0.98)
 
 
-def _saturate(diff: torch.Tensor, scale: float) -> torch.Tensor:
-    """(..., C, H, W) colour differences → (..., 1, H, W): tanh(|diff| / scale), the norm over channels."""
-    return torch.tanh(diff.square().sum(dim=-3, keepdim=True).add(1e-8).sqrt() / scale)
+def _saturate(squared: torch.Tensor, scale: float) -> torch.Tensor:
+    """Squared colour distances (..., C, H, W) → (..., 1, H, W): tanh(‖d‖ / scale), the norm over channels."""
+    return torch.tanh(squared.sum(dim=-3, keepdim=True).add(1e-8).sqrt() / scale)
 
 
 def layout_view(x: torch.Tensor, view: str) -> torch.Tensor:
@@ -146,12 +146,12 @@ def layout_view(x: torch.Tensor, view: str) -> torch.Tensor:
         raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
     gx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
     gy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-    edges = _saturate(torch.stack([gx, gy], dim=-3).flatten(-4, -3), EDGE_SCALE)
+    edges = _saturate(gx.square() + gy.square(), EDGE_SCALE)
     if view == "edges":
         return edges
     border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)  # (..., C, L)
     background = border.median(dim=-1).values[..., None, None]  # (..., C, 1, 1)
-    return torch.cat([edges, _saturate(x - background, FIGURE_SCALE)], dim=-3)
+    return torch.cat([edges, _saturate((x - background).square(), FIGURE_SCALE)], dim=-3)
 
 
 class LayoutPaletteEncoder(nn.Module):
