@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from g2g import losses
+from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
 from g2g.module import G2GModule
 from g2g.networks.generator import Generator, GeneratorConfig
 from g2g.networks import sprite
@@ -102,22 +103,29 @@ def test_layout_half_of_the_class_code_is_blind_to_which_channel_is_which():
     torch.testing.assert_close(gen.encode_class(refs), (code + gen.encode_class(x.flip(0))) / 2)
 
 
+# `shapes` classes for the layout-view tests: the star in all five colour schemes, and every shape in red-white
+STAR_SCHEMES = [3 * N_SCHEMES + s for s in range(N_SCHEMES)]
+SHAPES_RED = [s * N_SCHEMES for s in range(N_SHAPES)]
+
+
+def _factors() -> torch.Tensor:
+    return sample_factors(20, torch.Generator().manual_seed(0))
+
+
+def _spread(view: str, class_ids: list[int]) -> float:
+    """Mean absolute deviation, across classes, of the layout views of the same 20 poses."""
+    factors = _factors()
+    v = torch.stack([sprite.layout_view(render(torch.full((20,), c), factors, 32), view) for c in class_ids])
+    return (v - v.mean(0)).abs().mean().item()
+
+
 def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
     """layout_view 'edges': the same shape at the same pose in all five colour schemes of `shapes` gives
     nearly the same view (the schemes differ in hue and in which part is bright), while other shapes in
     one scheme give clearly different views; the sorted view keeps the schemes' brightness profiles."""
-    from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
-
-    factors = sample_factors(20, torch.Generator().manual_seed(0))
-
-    def spread(view, class_ids):  # mean absolute deviation of the views of one pose across classes
-        v = torch.stack([sprite.layout_view(render(torch.full((20,), c), factors, 32), view) for c in class_ids])
-        return (v - v.mean(0)).abs().mean().item()
-
-    star_schemes = [3 * N_SCHEMES + s for s in range(N_SCHEMES)]
-    shapes_red = [s * N_SCHEMES for s in range(N_SHAPES)]
-    assert spread("edges", star_schemes) < 0.05 * spread("edges", shapes_red)
-    assert spread("sorted", star_schemes) > 0.25 * spread("sorted", shapes_red)
+    assert _spread("edges", STAR_SCHEMES) < 0.05 * _spread("edges", SHAPES_RED)
+    assert _spread("sorted", STAR_SCHEMES) > 0.25 * _spread("sorted", SHAPES_RED)
+    factors = _factors()
     edges = sprite.layout_view(render(torch.zeros(2, dtype=torch.long), factors[:2], 32), "edges")
     assert edges.shape == (2, 1, 32, 32) and edges.min() < 0.01 and edges.max() <= 1
     gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="edges"))
@@ -133,8 +141,6 @@ def test_figure_view_marks_the_object_against_the_border_colour():
     border's median colour, so a square of colour c on a background b reads 0 outside and the known value
     inside. It is blind to the colour scheme on `shapes` as the edge view is, and unlike the edges it tells
     the inside of an outline from the outside: a filled square and a frame of the same outline differ."""
-    from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
-
     b, c = torch.tensor([-0.6, -0.2, 0.1]), torch.tensor([0.9, -0.5, 0.3])
     square = b.view(3, 1, 1).repeat(1, 12, 12)
     square[:, 3:9, 3:9] = c.view(3, 1, 1)
@@ -148,14 +154,7 @@ def test_figure_view_marks_the_object_against_the_border_colour():
     frame[:, 4:8, 4:8] = b.view(3, 1, 1)  # the same outer outline, hollow
     assert (sprite.layout_view(frame, "figure")[1, 4:8, 4:8] < 1e-3).all()
 
-    factors = sample_factors(20, torch.Generator().manual_seed(0))
-
-    def spread(class_ids):  # mean absolute deviation of the views of one pose across classes
-        v = torch.stack([sprite.layout_view(render(torch.full((20,), k), factors, 32), "figure") for k in class_ids])
-        return (v - v.mean(0)).abs().mean().item()
-
-    star_schemes, shapes_red = [3 * N_SCHEMES + s for s in range(N_SCHEMES)], [s * N_SCHEMES for s in range(N_SHAPES)]
-    assert spread(star_schemes) < 0.05 * spread(shapes_red)
+    assert _spread("figure", STAR_SCHEMES) < 0.05 * _spread("figure", SHAPES_RED)
     gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="figure"))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     x[..., [0, -1], :], x[..., :, [0, -1]] = 0.2, 0.2  # a flat border: its median is exact
