@@ -125,8 +125,7 @@ def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
     one scheme give clearly different views; the sorted view keeps the schemes' brightness profiles."""
     assert _spread("edges", STAR_SCHEMES) < 0.05 * _spread("edges", SHAPES_RED)
     assert _spread("sorted", STAR_SCHEMES) > 0.25 * _spread("sorted", SHAPES_RED)
-    factors = _factors()
-    edges = sprite.layout_view(render(torch.zeros(2, dtype=torch.long), factors[:2], 32), "edges")
+    edges = sprite.layout_view(render(torch.zeros(2, dtype=torch.long), _factors()[:2], 32), "edges")
     assert edges.shape == (2, 1, 32, 32) and edges.min() < 0.01 and edges.max() <= 1
     gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="edges"))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
