@@ -79,6 +79,27 @@ def test_class_encoder_with_references_is_the_mean_of_the_individual_codes(gen):
     torch.testing.assert_close(pooled, individual.mean(dim=1), atol=1e-6, rtol=1e-5)
 
 
+def test_max_pooled_class_code_does_not_count_copies_of_an_object_and_the_mean_does():
+    # A 4 px patch on a zero background at (16, 16) of a 64 px image, then a second copy at (48, 48): the
+    # encoder's receptive field is 21 px (7 + 2 + 4 + 8), so no position sees both copies or a copy and the
+    # border, and the copies are 32 px (a multiple of the total stride 8) apart. Every feature of the
+    # two-copy image is then a feature of the one-copy image: the max is the same, the mean is not.
+    from g2g.networks.encoders import ClassEncoder
+    patch = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    one = torch.zeros(1, 3, 64, 64)
+    one[0, :, 14:18, 14:18] = patch
+    two = one.clone()
+    two[0, :, 46:50, 46:50] = patch
+    torch.manual_seed(0)
+    for pool, same in (("max", True), ("mean", False)):
+        enc = ClassEncoder(3, nf=8, n_downs=3, code_dim=16, pool=pool)
+        with torch.no_grad():
+            a, b = enc(one), enc(two)
+        assert torch.allclose(a, b, atol=1e-6) is same, pool
+    with pytest.raises(ValueError, match="class_pool must be one of mean, max"):
+        ClassEncoder(3, pool="median")
+
+
 def test_decoder_output_shape_and_range(gen):
     content = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(2)) * 50  # saturate tanh
     class_code = torch.randn(3, 8, generator=torch.Generator().manual_seed(3)) * 50

@@ -194,3 +194,30 @@ def test_clip_grad_norm_bounds_every_generator_update(tmp_path, fit, monkeypatch
 def test_clip_grad_norm_must_not_be_negative(tiny_config):
     with pytest.raises(ValueError, match="clip_grad_norm must be >= 0"):
         G2GModule(generator=tiny_config, clip_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="clip_spike must be 0"):
+        G2GModule(generator=tiny_config, clip_spike=0.5)
+
+
+def test_clip_spike_caps_a_spike_at_a_multiple_of_the_running_norm():
+    from g2g.module import SPIKE_RATE, clip_gradients
+
+    def grads(norm):  # two tensors of joint norm `norm`
+        return [torch.tensor([0.6 * norm, 0.0]), torch.tensor([0.8 * norm])]
+
+    def norm(gs):
+        return float(torch.linalg.vector_norm(torch.cat(gs)))
+
+    running = torch.zeros(())
+    g = grads(1.0)  # the first step: no mean yet, capped by max_norm only; starts the mean at its norm
+    total, running = clip_gradients(g, 10.0, 2.0, running)
+    assert float(total) == pytest.approx(1.0) and norm(g) == pytest.approx(1.0) and float(running) == pytest.approx(1.0)
+    g = grads(1.5)  # within 2× the mean: untouched; the mean moves towards it at SPIKE_RATE
+    clip_gradients(g, 10.0, 2.0, running.clone())
+    assert norm(g) == pytest.approx(1.5)
+    g = grads(8.0)  # a spike below the fixed cap of 10 but 8× the mean: capped at 2× the mean
+    total, after = clip_gradients(g, 10.0, 2.0, running)
+    assert float(total) == pytest.approx(8.0) and norm(g) == pytest.approx(2.0, rel=1e-5)
+    assert float(after) == pytest.approx(1.0 + SPIKE_RATE * (2.0 - 1.0))  # the capped norm enters the mean
+    g = grads(50.0)  # without spike, only the fixed cap applies and no mean is kept
+    total, none = clip_gradients(g, 10.0)
+    assert none is None and norm(g) == pytest.approx(10.0, rel=1e-5) and float(total) == pytest.approx(50.0)

@@ -26,6 +26,27 @@ log = logging.getLogger(__name__)
 FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
 
 
+SPIKE_RATE = 0.01  # weight of a step in the running mean gradient norm of clip_spike (about 100 steps)
+
+
+def clip_gradients(grads: list[torch.Tensor], max_norm: float, spike: float = 0.0,
+                   running: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scale gradients in place so their joint L2 norm is at most `max_norm` (0: no fixed cap) and, with
+    spike > 0, at most spike × `running`, the running mean of earlier capped norms (0: no mean yet, so the
+    first step is capped by max_norm only and starts the mean). No device sync. Returns the norm before
+    capping and the updated running mean (None without spike)."""
+    total = torch.nn.utils.get_total_norm(grads)
+    limit = torch.full_like(total, max_norm if max_norm > 0 else math.inf)
+    new_running = None
+    if spike > 0:
+        started = running > 0
+        limit = torch.where(started, torch.minimum(limit, spike * running), limit)
+        capped = torch.minimum(total, limit)
+        new_running = torch.where(started, running.lerp(capped, SPIKE_RATE), capped)
+    torch._foreach_mul_(grads, (limit / (total + 1e-6)).clamp(max=1.0))
+    return total, new_running
+
+
 class G2GModule(G2GObjective, L.LightningModule):
     def __init__(
         self,
@@ -70,6 +91,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         beta2: float = 0.999,
         weight_decay: float = 0.0,
         clip_grad_norm: float = 0.0,
+        clip_spike: float = 0.0,
         ema_decay: float = 0.999,
         init_from: str | None = None,
         panel_every: int = 500,
@@ -138,6 +160,10 @@ class G2GModule(G2GObjective, L.LightningModule):
                 norm before clipping is logged as train/grad_norm_g. Adam with beta1 0.5 turns a single
                 gradient spike into a step many times its usual size, which can knock a sprite model's pose
                 off the image for good.
+            clip_spike: > 0 also caps that norm at this multiple of its running mean (`clip_gradients`; the
+                mean of the capped norms over about the last 100 steps, checkpointed). Late in training the
+                gradients shrink far below any fixed cap, so only a cap relative to their recent size keeps
+                a single spike from becoming an Adam step many times the usual size.
             ema_decay: decay of the generator's exponential moving average (used for panels and export).
             init_from: NVIDIA FUNIT checkpoint to start from (arch funit): its 'gen' initialises the
                 generator, its 'gen_test' the EMA generator (then without the EMA warm-up).
@@ -197,6 +223,8 @@ class G2GModule(G2GObjective, L.LightningModule):
         self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))
         self.needs_long = any(v > 0 for v in (lambda_long, lambda_content_cycle, lambda_class_cycle,
                                               lambda_fm_long, lambda_fm_mixed_long))
+        if clip_spike > 0:  # running mean of the generator gradient's capped norm; 0 until the first step
+            self.register_buffer("grad_norm_mean", torch.zeros(()))
         self._panel: dict | None = None
         self.skipped_batches = 0  # steps dropped for non-finite values (nan_policy 'skip'), checkpointed
 
@@ -288,9 +316,13 @@ class G2GModule(G2GObjective, L.LightningModule):
             m.requires_grad_(True)
         if fault := self.nonfinite(g_terms, opt_g):
             return self.skip_step(opt_g, opt_d, fault)
-        if self.hparams.clip_grad_norm > 0:
-            params = [p for group in opt_g.param_groups for p in group["params"] if p.grad is not None]
-            logs["train/grad_norm_g"] = torch.nn.utils.clip_grad_norm_(params, self.hparams.clip_grad_norm)
+        if self.hparams.clip_grad_norm > 0 or self.hparams.clip_spike > 0:
+            grads = [p.grad for group in opt_g.param_groups for p in group["params"] if p.grad is not None]
+            running = self.grad_norm_mean if self.hparams.clip_spike > 0 else None
+            logs["train/grad_norm_g"], new_running = clip_gradients(grads, self.hparams.clip_grad_norm,
+                                                                    self.hparams.clip_spike, running)
+            if running is not None:
+                running.copy_(new_running)
         opt_g.step()
         # 4. EMA of the generator, with a warm-up so short runs are not dominated by the initial weights
         self.update_ema()

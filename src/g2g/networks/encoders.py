@@ -38,15 +38,22 @@ class ContentEncoder(nn.Module):
         return self.net(x)
 
 
+CLASS_POOLS = ("mean", "max")
+
+
 class ClassEncoder(nn.Module):
     """Image (B, 3, H, W) → class code (B, code_dim); references (B, K, 3, H, W) → mean code over K.
 
     No normalisation layers: the class lives largely in colour statistics that instance
-    normalisation would erase. Global average pooling removes where things are."""
+    normalisation would erase. Global pooling removes where things are: "mean" (average) or "max" (the
+    strongest response of each feature anywhere, which does not grow with the object's area)."""
 
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 3, code_dim: int = 64,
-                 max_channels: int = 256):
+                 max_channels: int = 256, pool: str = "mean"):
         super().__init__()
+        if pool not in CLASS_POOLS:
+            raise ValueError(f"class_pool must be one of {', '.join(CLASS_POOLS)}, not {pool!r}")
+        self.pool = pool
         layers: list[nn.Module] = [ConvBlock(in_channels, nf, 7, activation="lrelu")]
         ch = nf
         for _ in range(n_downs):
@@ -60,4 +67,5 @@ class ClassEncoder(nn.Module):
         if x.dim() == 5:  # (B, K, 3, H, W): K references of one class each
             b, k = x.shape[:2]
             return self.forward(x.flatten(0, 1)).view(b, k, -1).mean(dim=1)
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        h = self.features(x)
+        return self.head(h.mean(dim=(2, 3)) if self.pool == "mean" else h.amax(dim=(2, 3)))

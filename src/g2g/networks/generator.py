@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .decoders import AdaINDecoder
-from .encoders import ClassEncoder, ContentEncoder
+from .encoders import CLASS_POOLS, ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
 from .identity import FEATURE_DIM, IdentityNet
 from .lord import LordDecoder, VectorEncoder
@@ -50,6 +50,8 @@ class GeneratorConfig:
     layout_view: str = "sorted"   # sprite, n_parts > 0: what the layout half reads: "sorted" (each pixel's
                                   # channels sorted: hue-blind), "edges" (colour-gradient magnitude) or
                                   # "figure" (edges and the distance from the border's colour)
+    class_pool: str = "mean"      # g2g, sprite: the class encoder's global pooling, "mean" or "max" (the
+                                  # strongest response anywhere: does not grow with the object's area)
     max_channels: int = 256       # channel cap in all networks (g2g only; FUNIT has none)
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine
                                   # only; g2g only)
@@ -82,6 +84,8 @@ class GeneratorConfig:
                 if self.image_size % 2 ** getattr(self, name):
                     raise ValueError(f"image_size {self.image_size} is not divisible by 2**{name} = "
                                      f"{2 ** getattr(self, name)}")
+        if self.class_pool not in CLASS_POOLS:
+            raise ValueError(f"class_pool must be one of {', '.join(CLASS_POOLS)}, not {self.class_pool!r}")
         if self.layout_view not in LAYOUT_VIEWS:
             raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {self.layout_view!r}")
         if self.arch == "sprite" and self.decoder_norm != "adain":
@@ -144,15 +148,17 @@ class Generator(nn.Module):
             if learned and c.n_parts:
                 self.class_encoder = LayoutPaletteEncoder(c.channels, c.nf, c.n_downs_class,
                                                           c.class_dim - c.class_dim // 2, c.class_dim // 2,
-                                                          c.max_channels, c.layout_view)
+                                                          c.max_channels, c.layout_view, c.class_pool)
             elif learned:
-                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels,
+                                                  c.class_pool)
             self.decoder = SpriteDecoder(c.class_dim, c.image_size, c.channels, c.mlp_dim, parts=c.n_parts)
         else:
             self.content_encoder = ContentEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                   c.content_channels, c.max_channels)
             if learned:
-                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels)
+                self.class_encoder = ClassEncoder(c.channels, c.nf, c.n_downs_class, c.class_dim, c.max_channels,
+                                                  c.class_pool)
             self.decoder = AdaINDecoder(c.content_channels, c.class_dim, c.nf, c.n_downs_content,
                                         c.n_res_decoder, c.mlp_dim, c.n_mlp, c.channels, c.max_channels,
                                         normalize=c.decoder_norm == "adain")

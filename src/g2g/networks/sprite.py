@@ -165,13 +165,14 @@ class LayoutPaletteEncoder(nn.Module):
     outline, or the reverse); the edge view hides both. References (B, K, C, H, W) → mean code over K."""
 
     def __init__(self, in_channels: int, nf: int, n_downs: int, layout_dim: int, palette_dim: int,
-                 max_channels: int, view: str = "sorted"):
+                 max_channels: int, view: str = "sorted", pool: str = "mean"):
         super().__init__()
         if view not in LAYOUT_VIEWS:
             raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {view!r}")
         self.view = view
-        self.layout = ClassEncoder(LAYOUT_CHANNELS.get(view, in_channels), nf, n_downs, layout_dim, max_channels)
-        self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels)
+        self.layout = ClassEncoder(LAYOUT_CHANNELS.get(view, in_channels), nf, n_downs, layout_dim, max_channels,
+                                   pool)
+        self.palette = ClassEncoder(in_channels, nf, n_downs, palette_dim, max_channels, pool)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.layout(layout_view(x, self.view)), self.palette(x)], dim=1)
