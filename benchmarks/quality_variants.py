@@ -13,7 +13,8 @@ class Variant:
 
 VARIANTS = {
     "g2g": Variant("the preset as it is: arch sprite (pose content code with one refinement pass, palette "
-                   "template of 2 parts whose layout code reads the image's colour edges), supervised pairs, "
+                   "template of 2 parts whose layout code reads the image's colour edges, class encoders with global "
+                   "max pooling), supervised pairs, "
                    "K = 1 class reference, class-code cross-entropy and centre loss, content probe, pose "
                    "equivariance and pose moments, no long reconstruction, no adversarial term"),
     "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
@@ -35,6 +36,9 @@ VARIANTS = {
                              "distance from the border's median colour: the object's area, blind to its colours) "
                              "instead of the edges alone (model.generator.layout_view figure)",
                              ("--model.generator.layout_view", "figure")),
+    "mean-pool": Variant("class encoders that average their last feature map over the image instead of taking "
+                         "each feature's maximum (model.generator.class_pool mean: the preset before session 10)",
+                         ("--model.generator.class_pool", "mean")),
     "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
                          ("--model.lambda_class_centre", "0")),
     "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",
@@ -60,4 +64,5 @@ VARIANTS = {
 }
 
 # run by default (the others stay available through --variants)
-DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "sorted-layout", "no-centre", "K=4", "+adv"]
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "sorted-layout", "mean-pool", "no-centre", "K=4",
+                    "+adv"]

@@ -153,6 +153,21 @@ def test_refinement_composes_its_correction_in_the_object_frame():
     assert torch.equal(pose[:, 4:], torch.zeros(2, 3))  # background: tanh(0 + 0)
 
 
+def test_a_pose_pushed_deep_into_its_bound_gets_a_gradient_back_only_with_the_leak():
+    # the coarse head's translation output driven to 20 (tanh'(20) ≈ 1e-17): the pose thrown off the image
+    grads = {}
+    for leak in (0.0, 0.01):
+        torch.manual_seed(0)
+        enc = sprite.PoseEncoder(3, nf=4, n_downs=2, n_res=0, code_channels=4, image_size=16, hidden=8, refine=0,
+                                 leak=leak)
+        with torch.no_grad():
+            enc.coarse.head[-1].bias[0] = 20.0
+        pose = enc(_images(2, size=16))
+        assert float(pose[0, 0]) == pytest.approx(1.0 + leak * 20.0)
+        grads[leak] = torch.autograd.grad(pose[:, 0].sum(), enc.coarse.head[-1].bias)[0][0].item()
+    assert grads[0.0] < 1e-12 and grads[0.01] == pytest.approx(2 * 0.01, rel=1e-3)
+
+
 def test_sprite_swap_draws_the_class_template_at_the_content_pose(sprite_gen):
     """m1 = G(a1, b2) is exactly x2's class template placed by x1's pose."""
     x1, x2 = _images(2, seed=1), _images(2, seed=2)

@@ -198,6 +198,21 @@ def test_clip_grad_norm_must_not_be_negative(tiny_config):
         G2GModule(generator=tiny_config, clip_spike=0.5)
 
 
+def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
+    from g2g.module import tail_factor
+    assert tail_factor(0.3, 0.5) == 1.0 and tail_factor(0.5, 0.5) == 1.0 and tail_factor(None, 0.5) == 1.0
+    assert tail_factor(0.75, 0.5) == pytest.approx(0.5) and tail_factor(1.0, 0.5) == pytest.approx(0.0)
+    assert tail_factor(0.99, 0.0) == 1.0
+    # 4 steps with the last half in the tail: the rates of steps 0-3 are 1, 1, 1, 0.5 × the base rates
+    module, trainer = fit(tmp_path, max_steps=4, lr_tail=0.5)
+    opt_g, opt_d = trainer.optimizers
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.5 * module.hparams.lr_g)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.5 * module.hparams.lr_d)
+    assert float(trainer.callback_metrics["train/lr_factor"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lr_tail must be within"):
+        G2GModule(generator=module.hparams.generator, lr_tail=1.5)
+
+
 def test_clip_spike_caps_a_spike_at_a_multiple_of_the_running_norm():
     from g2g.module import SPIKE_RATE, clip_gradients
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torchvision.utils import make_grid, save_image
 
 from . import losses
@@ -24,6 +25,14 @@ from .wiring import G2GResult, g2g_forward
 
 log = logging.getLogger(__name__)
 FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
+
+
+def tail_factor(progress: float | None, tail: float) -> float:
+    """Learning-rate factor at `progress` (fraction of the run done; None: unknown) for lr_tail = `tail`:
+    1 until 1 − tail, then a half cosine down to 0 at the end of the run."""
+    if tail <= 0 or progress is None or progress <= 1 - tail:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min((progress - (1 - tail)) / tail, 1.0)))
 
 
 SPIKE_RATE = 0.01  # weight of a step in the running mean gradient norm of clip_spike (about 100 steps)
@@ -90,6 +99,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         beta1: float = 0.5,
         beta2: float = 0.999,
         weight_decay: float = 0.0,
+        lr_tail: float = 0.0,
         clip_grad_norm: float = 0.0,
         clip_spike: float = 0.0,
         ema_decay: float = 0.999,
@@ -156,6 +166,8 @@ class G2GModule(G2GObjective, L.LightningModule):
             lr_g / lr_d: learning rates of the generator and of the critics.
             beta1 / beta2: Adam betas (both optimizers).
             weight_decay: weight decay (both optimizers).
+            lr_tail: the last fraction of the run over which both learning rates fall along a half cosine to 0
+                (`tail_factor`): of max_steps, or of max_time when only that is set (0: constant rates).
             clip_grad_norm: largest L2 norm of the generator update's whole gradient (0: no clipping); the
                 norm before clipping is logged as train/grad_norm_g. Adam with beta1 0.5 turns a single
                 gradient spike into a step many times its usual size, which can knock a sprite model's pose
@@ -323,6 +335,8 @@ class G2GModule(G2GObjective, L.LightningModule):
                                                                     self.hparams.clip_spike, running)
             if running is not None:
                 running.copy_(new_running)
+        if self.hparams.lr_tail > 0:
+            logs["train/lr_factor"] = self.set_learning_rates(opt_g, opt_d)
         opt_g.step()
         # 4. EMA of the generator, with a warm-up so short runs are not dominated by the initial weights
         self.update_ema()
@@ -367,6 +381,28 @@ class G2GModule(G2GObjective, L.LightningModule):
         self.log("train/skipped_batches", float(self.skipped_batches))
 
     @torch.no_grad()
+    def run_progress(self) -> float | None:
+        """Fraction of the run done: steps of max_steps, else training time of max_time (Lightning's Timer
+        callback, which a resumed run restores); None when the run has neither limit."""
+        trainer = self.trainer
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return self.global_step / trainer.max_steps
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining("train") if timer is not None else None
+        if remaining is None:
+            return None
+        elapsed = timer.time_elapsed("train")
+        return elapsed / max(elapsed + remaining, 1e-9)
+
+    def set_learning_rates(self, opt_g, opt_d) -> float:
+        """Both optimizers' learning rates for this step under lr_tail; returns the factor. The critic's
+        step of this training step ran before; it takes the new rate from the next step on."""
+        factor = tail_factor(self.run_progress(), self.hparams.lr_tail)
+        for opt, lr in ((opt_g, self.hparams.lr_g), (opt_d, self.hparams.lr_d)):
+            for group in ([] if opt is None else opt.param_groups):
+                group["lr"] = lr * factor
+        return factor
+
     def update_ema(self) -> None:
         step = self.global_step
         decay = self.hparams.ema_decay

@@ -26,6 +26,9 @@ def check_options(generator: GeneratorConfig, o: dict) -> None:
         raise ValueError("gan_loss 'wgangp' is not defined for the class-conditional 'projection' discriminator")
     if not o["clip_grad_norm"] >= 0:
         raise ValueError(f"clip_grad_norm must be >= 0 (0: no clipping), got {o['clip_grad_norm']!r}")
+    if not 0 <= o["lr_tail"] <= 1:
+        raise ValueError(f"lr_tail must be within [0, 1] (a fraction of the run; 0: constant rates), "
+                         f"got {o['lr_tail']!r}")
     if not (o["clip_spike"] == 0 or o["clip_spike"] >= 1):
         raise ValueError(f"clip_spike must be 0 (off) or >= 1 (a multiple of the running mean gradient norm), "
                          f"got {o['clip_spike']!r}")

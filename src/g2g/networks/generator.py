@@ -45,6 +45,8 @@ class GeneratorConfig:
                                   # class code → template MLP and of the pose head)
     n_mlp: int = 2                # linear layers of that MLP
     n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
+    pose_leak: float = 0.0        # sprite: each pose bound tanh(r) + pose_leak · r, so a saturated pose regains a
+                                  # gradient (0: plain tanh)
     n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
                                   # half (read through layout_view), a palette of P colours from its second half
     layout_view: str = "sorted"   # sprite, n_parts > 0: what the layout half reads: "sorted" (each pixel's
@@ -84,6 +86,8 @@ class GeneratorConfig:
                 if self.image_size % 2 ** getattr(self, name):
                     raise ValueError(f"image_size {self.image_size} is not divisible by 2**{name} = "
                                      f"{2 ** getattr(self, name)}")
+        if not self.pose_leak >= 0:
+            raise ValueError(f"pose_leak must be >= 0 (0: plain tanh bounds), got {self.pose_leak!r}")
         if self.class_pool not in CLASS_POOLS:
             raise ValueError(f"class_pool must be one of {', '.join(CLASS_POOLS)}, not {self.class_pool!r}")
         if self.layout_view not in LAYOUT_VIEWS:
@@ -144,7 +148,7 @@ class Generator(nn.Module):
         elif c.arch == "sprite":
             self.content_encoder = PoseEncoder(c.channels, c.nf, c.n_downs_content, c.n_res_content,
                                                c.content_channels, c.image_size, c.mlp_dim, c.max_channels,
-                                               c.n_refine)
+                                               c.n_refine, c.pose_leak)
             if learned and c.n_parts:
                 self.class_encoder = LayoutPaletteEncoder(c.channels, c.nf, c.n_downs_class,
                                                           c.class_dim - c.class_dim // 2, c.class_dim // 2,

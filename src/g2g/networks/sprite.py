@@ -90,30 +90,39 @@ class PoseEncoder(nn.Module):
     position from a downsampled map is coarse (about half a pixel at 32 px); the residual in the
     canonical view is small and seen at full resolution, so one pass brings the short reconstruction from
     24 to 28 dB on `shapes` (the inverse-compositional spatial transformer of Lin & Lucey, CVPR 2017). Both
-    last layers start at zero, so a fresh encoder gives the centred, upright, nominal-size pose."""
+    last layers start at zero, so a fresh encoder gives the centred, upright, nominal-size pose.
+
+    Each geometry number is bounded by a tanh. With leak > 0 it is tanh(r) + leak · r instead: a regressor
+    output driven deep into the tanh's flat tail still gets a gradient back. Without it, a pose thrown off
+    the image (translation at its bound, the refinement's too) stays there: its tanh passes no gradient and
+    the invisible template none either."""
 
     def __init__(self, in_channels: int = 3, nf: int = 16, n_downs: int = 3, n_res: int = 0,
                  code_channels: int = 32, image_size: int = 32, hidden: int = 128, max_channels: int = 256,
-                 refine: int = 1):
+                 refine: int = 1, leak: float = 0.0):
         super().__init__()
+        self.leak = leak
         args = (in_channels, nf, n_downs, n_res, code_channels, image_size, hidden, max_channels)
         self.coarse = PoseRegressor(*args)
         self.fine = PoseRegressor(*args) if refine > 0 else None
         self.refine = refine
 
+    def bound(self, r: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(r) + self.leak * r if self.leak else torch.tanh(r)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.coarse(x)
-        shift = torch.tanh(r[:, :2])
-        log_scale, angle = SCALE_RANGE * torch.tanh(r[:, 2]), MAX_ROTATION * torch.tanh(r[:, 3])
+        shift = self.bound(r[:, :2])
+        log_scale, angle = SCALE_RANGE * self.bound(r[:, 2]), MAX_ROTATION * self.bound(r[:, 3])
         background = r[:, POSE_GEOMETRY:]
         for _ in range(self.refine):
             frame = template_to_image(torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1))
             view = F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
                                  padding_mode="border", align_corners=False)
             d = self.fine(view)
-            shift = shift + (frame[:, :, :2] @ (REFINE_SHIFT * torch.tanh(d[:, :2, None]))).squeeze(-1)
-            log_scale = log_scale + REFINE_SCALE * torch.tanh(d[:, 2])
-            angle = angle + REFINE_ROTATION * torch.tanh(d[:, 3])
+            shift = shift + (frame[:, :, :2] @ (REFINE_SHIFT * self.bound(d[:, :2, None]))).squeeze(-1)
+            log_scale = log_scale + REFINE_SCALE * self.bound(d[:, 2])
+            angle = angle + REFINE_ROTATION * self.bound(d[:, 3])
             background = background + d[:, POSE_GEOMETRY:]
         return torch.cat([shift, log_scale[:, None], angle[:, None], torch.tanh(background)], dim=1)
 
