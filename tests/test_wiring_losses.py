@@ -46,11 +46,13 @@ def test_codes_mixing_and_short_reconstruction_without_noise(gen, pair):
     res = g2g_forward(gen, x1, x2)
     assert torch.equal(res.a1, gen.encode_content(x1)) and torch.equal(res.a2, gen.encode_content(x2))
     assert torch.equal(res.b1, gen.encode_class(x1)) and torch.equal(res.b2, gen.encode_class(x2))
-    assert torch.equal(res.m1, gen.decode(res.a1, res.b2))      # content of x1, class of x2
-    assert torch.equal(res.m2, gen.decode(res.a2, res.b1))
-    assert torch.equal(res.x1_hat, gen.decode(res.a1, res.b1))
-    assert torch.equal(res.x2_hat, gen.decode(res.a2, res.b2))
-    assert not torch.equal(res.m1, res.x1_hat)
+    # the four decodes are one batched call: on some CPUs its kernels sum in another order than a call per
+    # image set (AMD EPYC: differences up to ~1e-6), so these compare to float tolerance
+    torch.testing.assert_close(res.m1, gen.decode(res.a1, res.b2))      # content of x1, class of x2
+    torch.testing.assert_close(res.m2, gen.decode(res.a2, res.b1))
+    torch.testing.assert_close(res.x1_hat, gen.decode(res.a1, res.b1))
+    torch.testing.assert_close(res.x2_hat, gen.decode(res.a2, res.b2))
+    assert (res.m1 - res.x1_hat).abs().max() > 1e-3
 
 
 @torch.no_grad()

@@ -380,7 +380,6 @@ class G2GModule(G2GObjective, L.LightningModule):
                     self.skipped_batches)
         self.log("train/skipped_batches", float(self.skipped_batches))
 
-    @torch.no_grad()
     def run_progress(self) -> float | None:
         """Fraction of the run done: steps of max_steps, else training time of max_time (Lightning's Timer
         callback, which a resumed run restores); None when the run has neither limit."""
@@ -403,6 +402,7 @@ class G2GModule(G2GObjective, L.LightningModule):
                 group["lr"] = lr * factor
         return factor
 
+    @torch.no_grad()
     def update_ema(self) -> None:
         step = self.global_step
         decay = self.hparams.ema_decay
