@@ -199,7 +199,7 @@ def test_clip_grad_norm_must_not_be_negative(tiny_config):
 
 
 def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
-    from g2g.module import tail_factor
+    from g2g.optim import tail_factor
     assert tail_factor(0.3, 0.5) == 1.0 and tail_factor(0.5, 0.5) == 1.0 and tail_factor(None, 0.5) == 1.0
     assert tail_factor(0.75, 0.5) == pytest.approx(0.5) and tail_factor(1.0, 0.5) == pytest.approx(0.0)
     assert tail_factor(0.99, 0.0) == 1.0
@@ -214,7 +214,7 @@ def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
 
 
 def test_clip_spike_caps_a_spike_at_a_multiple_of_the_running_norm():
-    from g2g.module import SPIKE_RATE, clip_gradients
+    from g2g.optim import SPIKE_RATE, clip_gradients
 
     def grads(norm):  # two tensors of joint norm `norm`
         return [torch.tensor([0.6 * norm, 0.0]), torch.tensor([0.8 * norm])]

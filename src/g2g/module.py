@@ -9,7 +9,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
 from torchvision.utils import make_grid, save_image
 
 from . import losses
@@ -20,40 +19,12 @@ from .networks.generator import Generator, GeneratorConfig
 from .networks.identity import IdentityNet
 from .networks.perceptual import VGGPerceptual
 from .objective import G2GObjective
+from .optim import clip_gradients, make_optimizer, nonfinite_fault, run_progress, tail_factor
 from .options import DISCRIMINATORS, NAN_POLICIES, check_options
 from .wiring import G2GResult, g2g_forward
 
 log = logging.getLogger(__name__)
 FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
-
-
-def tail_factor(progress: float | None, tail: float) -> float:
-    """Learning-rate factor at `progress` (fraction of the run done; None: unknown) for lr_tail = `tail`:
-    1 until 1 − tail, then a half cosine down to 0 at the end of the run."""
-    if tail <= 0 or progress is None or progress <= 1 - tail:
-        return 1.0
-    return 0.5 * (1 + math.cos(math.pi * min((progress - (1 - tail)) / tail, 1.0)))
-
-
-SPIKE_RATE = 0.01  # weight of a step in the running mean gradient norm of clip_spike (about 100 steps)
-
-
-def clip_gradients(grads: list[torch.Tensor], max_norm: float, spike: float = 0.0,
-                   running: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Scale gradients in place so their joint L2 norm is at most `max_norm` (0: no fixed cap) and, with
-    spike > 0, at most spike × `running`, the running mean of earlier capped norms (0: no mean yet, so the
-    first step is capped by max_norm only and starts the mean). No device sync. Returns the norm before
-    capping and the updated running mean (None without spike)."""
-    total = torch.nn.utils.get_total_norm(grads)
-    limit = torch.full_like(total, max_norm if max_norm > 0 else math.inf)
-    new_running = None
-    if spike > 0:
-        started = running > 0
-        limit = torch.where(started, torch.minimum(limit, spike * running), limit)
-        capped = torch.minimum(total, limit)
-        new_running = torch.where(started, running.lerp(capped, SPIKE_RATE), capped)
-    torch._foreach_mul_(grads, (limit / (total + 1e-6)).clamp(max=1.0))
-    return total, new_running
 
 
 class G2GModule(G2GObjective, L.LightningModule):
@@ -245,16 +216,11 @@ class G2GModule(G2GObjective, L.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
 
-        def make(params, lr):
-            if h.optimizer == "rmsprop":
-                return torch.optim.RMSprop(params, lr, weight_decay=h.weight_decay)
-            return torch.optim.Adam(params, lr, (h.beta1, h.beta2), weight_decay=h.weight_decay)
-
         trained = [m for m in (self.generator, self.class_head) if m is not None]
-        opts = [make([p for m in trained for p in m.parameters() if p.requires_grad], h.lr_g)]
+        opts = [make_optimizer(h, [p for m in trained for p in m.parameters() if p.requires_grad], h.lr_g)]
         critics = [p for m in self.critics() for p in m.parameters()]
         if critics:
-            opts.append(make(critics, h.lr_d))
+            opts.append(make_optimizer(h, critics, h.lr_d))
         return opts
 
     def critics(self) -> list[torch.nn.Module]:
@@ -350,18 +316,9 @@ class G2GModule(G2GObjective, L.LightningModule):
     # ---- numerical faults ----
 
     def nonfinite(self, terms: dict[str, torch.Tensor], opt) -> str | None:
-        """None when every loss term and every gradient of `opt` is finite (one device sync); else what
-        is not, by name and step. With nan_policy 'stop' that is raised as one line."""
-        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        checked = [t.detach().float().reshape(1) for t in terms.values()]
-        checked.append(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")).reshape(1).float())
-        if bool(torch.cat(checked).isfinite().all()):
-            return None
-        bad = [f"loss term {k!r} is {v.item()}" for k, v in terms.items() if not torch.isfinite(v).all()]
-        bad += [f"gradient of {n} is not finite" for n, p in self.named_parameters()
-                if p.grad is not None and not torch.isfinite(p.grad).all()]
-        fault = f"{(bad or ['a value'])[0]} at step {self.global_step + 1}"
-        if self.hparams.nan_policy == "stop":
+        """`optim.nonfinite_fault` of this step; with nan_policy 'stop' it is raised as one line."""
+        fault = nonfinite_fault(terms, opt, self.named_parameters(), self.global_step + 1)
+        if fault is not None and self.hparams.nan_policy == "stop":
             raise FloatingPointError(
                 f"{fault}; training stopped without saving this step (the last checkpoint is the last good "
                 f"state): lower lr_g/lr_d and resume from it with --ckpt_path, or set model.nan_policy: skip")
@@ -380,23 +337,10 @@ class G2GModule(G2GObjective, L.LightningModule):
                     self.skipped_batches)
         self.log("train/skipped_batches", float(self.skipped_batches))
 
-    def run_progress(self) -> float | None:
-        """Fraction of the run done: steps of max_steps, else training time of max_time (Lightning's Timer
-        callback, which a resumed run restores); None when the run has neither limit."""
-        trainer = self.trainer
-        if trainer.max_steps is not None and trainer.max_steps > 0:
-            return self.global_step / trainer.max_steps
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = timer.time_remaining("train") if timer is not None else None
-        if remaining is None:
-            return None
-        elapsed = timer.time_elapsed("train")
-        return elapsed / max(elapsed + remaining, 1e-9)
-
     def set_learning_rates(self, opt_g, opt_d) -> float:
         """Both optimizers' learning rates for this step under lr_tail; returns the factor. The critic's
         step of this training step ran before; it takes the new rate from the next step on."""
-        factor = tail_factor(self.run_progress(), self.hparams.lr_tail)
+        factor = tail_factor(run_progress(self.trainer, self.global_step), self.hparams.lr_tail)
         for opt, lr in ((opt_g, self.hparams.lr_g), (opt_d, self.hparams.lr_d)):
             for group in ([] if opt is None else opt.param_groups):
                 group["lr"] = lr * factor
