@@ -213,6 +213,26 @@ def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
         G2GModule(generator=module.hparams.generator, lr_tail=1.5)
 
 
+def test_long_start_trains_the_reassembly_pass_only_from_that_fraction_of_the_run(tmp_path, fit, monkeypatch):
+    from g2g import module as module_file
+    calls, forward = [], module_file.g2g_forward
+
+    def recorded(*args, **kwargs):  # training passes name `long`; panels draw with the default
+        if "long" in kwargs:
+            calls.append(kwargs["long"])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(module_file, "g2g_forward", recorded)
+    module, trainer = fit(tmp_path, max_steps=4, lambda_long=1.0, long_start=0.5)
+    assert calls == [False, False, True, True]  # steps 0-3 of 4: progress 0, 0.25, 0.5, 0.75
+    assert "train/long" in trainer.callback_metrics
+    calls.clear()
+    fit(tmp_path / "off", max_steps=2, lambda_long=0.0, lambda_class_cycle=0.0, long_start=0.5)
+    assert calls == [False, False]  # no term needs the reassembly pass: it never runs
+    with pytest.raises(ValueError, match="long_start must be within"):
+        G2GModule(generator=module.hparams.generator, long_start=1.0)
+
+
 def test_clip_spike_caps_a_spike_at_a_multiple_of_the_running_norm():
     from g2g.optim import SPIKE_RATE, clip_gradients
 

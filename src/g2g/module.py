@@ -71,6 +71,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         beta2: float = 0.999,
         weight_decay: float = 0.0,
         lr_tail: float = 0.0,
+        long_start: float = 0.0,
         clip_grad_norm: float = 0.0,
         clip_spike: float = 0.0,
         ema_decay: float = 0.999,
@@ -139,6 +140,7 @@ class G2GModule(G2GObjective, L.LightningModule):
             weight_decay: weight decay (both optimizers).
             lr_tail: the last fraction of the run over which both learning rates fall along a half cosine to 0
                 (`tail_factor`): of max_steps, or of max_time when only that is set (0: constant rates).
+            long_start: fraction of the run (as lr_tail counts it) before the reassembly pass is trained.
             clip_grad_norm: largest L2 norm of the generator update's whole gradient (0: no clipping); the
                 norm before clipping is logged as train/grad_norm_g. Adam with beta1 0.5 turns a single
                 gradient spike into a step many times its usual size, which can knock a sprite model's pose
@@ -247,7 +249,6 @@ class G2GModule(G2GObjective, L.LightningModule):
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 
-
     def step_generator(self, stream: int = 0) -> torch.Generator:
         """Random numbers of a step (content noise, GP mixing; stream 1: equivariance transforms) as a pure
         function of (seed, step, stream): a resumed run draws exactly what the uninterrupted run drew, with
@@ -261,7 +262,7 @@ class G2GModule(G2GObjective, L.LightningModule):
                      for k, v in batch.items()}
         noise = self.step_generator()
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
-                           h.content_noise, noise, long=self.needs_long, short=self.needs_short)
+                           h.content_noise, noise, long=self.long_active(), short=self.needs_short)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opts = self.optimizers()

@@ -8,6 +8,7 @@ import torch
 from . import losses
 from .networks import sprite
 from .networks.discriminators import ProjectionDiscriminator
+from .optim import run_progress
 from .wiring import G2GResult
 
 
@@ -49,15 +50,21 @@ class G2GObjective:
         return h.lambda_identity * losses.linear_warmup(self.global_step, h.identity_warmup_start,
                                                         h.identity_warmup_steps)
 
+    def long_active(self) -> bool:
+        """Whether this step trains the reassembly pass: a term needs it (needs_long) and the run has reached
+        long_start (`optim.run_progress`; a run with no step or time limit trains it from the start)."""
+        progress = run_progress(self.trainer, self.global_step) if self.hparams.long_start > 0 else None
+        return self.needs_long and (progress is None or progress >= self.hparams.long_start)
+
     def generator_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
         """Weighted generator losses by name (only the active ones)."""
         h = self.hparams
         x1, x2 = batch["x1"], batch["x2"]
         terms = self.reconstruction_terms(x1, x2, res)
-        if h.lambda_content_cycle:
+        if h.lambda_content_cycle and res.a_m1 is not None:
             terms["content_cycle"] = h.lambda_content_cycle * (
                 losses.code_cycle(res.a_m1, res.a1) + losses.code_cycle(res.a_m2, res.a2))
-        if h.lambda_class_cycle:
+        if h.lambda_class_cycle and res.b_m1 is not None:
             terms["class_cycle"] = h.lambda_class_cycle * (
                 losses.code_cycle(res.b_m1, res.b2) + losses.code_cycle(res.b_m2, res.b1))
         if h.lambda_content_l2:
@@ -104,7 +111,7 @@ class G2GObjective:
         the sum over the pair (x1, x2) of the mean distance."""
         h = self.hparams
         images = {"short": (res.x1_hat, res.x2_hat), "long": (res.r1, res.r2)}
-        names = [name for name in images if h[f"lambda_{name}"]]
+        names = [name for name in images if h[f"lambda_{name}"] and images[name][0] is not None]
         if not names:
             return {}
         pred, target = torch.cat([im for name in names for im in images[name]]), torch.cat([x1, x2])
@@ -141,7 +148,7 @@ class G2GObjective:
         groups = {"mixed": ((res.m1, res.m2), (y2, y1))}
         if h.lambda_adv_short or h.lambda_fm_short:
             groups["short"] = ((res.x1_hat, res.x2_hat), (y1, y2))
-        if h.lambda_fm_long or h.lambda_fm_mixed_long:
+        if (h.lambda_fm_long or h.lambda_fm_mixed_long) and res.r1 is not None:
             groups["long"] = ((res.r1, res.r2), (y1, y2))
         scores, features = self.score(torch.cat([im for ims, _ in groups.values() for im in ims]),
                                       torch.cat([y for _, ys in groups.values() for y in ys]))
@@ -163,6 +170,6 @@ class G2GObjective:
               "fm_long": lambda: losses.feature_matching(f["long"], real),
               "fm_mixed_long": lambda: losses.feature_matching(f["long"], f["mixed"].detach().roll(n // 2, dims=0))}
         for name, term in fm.items():
-            if h[f"lambda_{name}"]:
+            if h[f"lambda_{name}"] and (not name.endswith("long") or "long" in f):  # long_start not reached
                 terms[name] = h[f"lambda_{name}"] * 2 * term()
         return terms
