@@ -307,6 +307,27 @@ def test_pose_moments_term_updates_the_running_means_in_training_only():
     assert {"pose_means", "pose_seen"} <= set(m.state_dict())  # checkpointed: a resumed run continues them
 
 
+def test_pose_moment_rate_sets_how_far_a_step_moves_the_running_means():
+    torch.manual_seed(0)
+    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=1.0,
+                  pose_moment_rate=0.5)
+    with torch.no_grad():
+        m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
+    first, second = _batch(), _batch(seed=1)  # the same labels, other images
+    m.generator_terms(first, m.forward_pass(first))  # the first sight of a class sets its mean
+    before = m.pose_means.clone()
+    res = m.forward_pass(second)
+    labels = torch.cat([second["y1"], second["y2"]])
+    _, expected, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.5)
+    m.generator_terms(second, res)
+    torch.testing.assert_close(m.pose_means, expected)
+    _, slow, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.02)
+    moved = (m.pose_means - before).abs().sum()
+    assert moved > 0 and (slow - before).abs().sum() == pytest.approx(float(moved) * 0.02 / 0.5, rel=1e-4)
+    with pytest.raises(ValueError, match="pose_moment_rate must be within"):
+        G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, pose_moment_rate=0.0)
+
+
 @pytest.mark.parametrize("term", ["lambda_equivariance", "lambda_pose_moments"])
 def test_pose_terms_need_the_sprite_pose_code(tiny_config, term):
     with pytest.raises(ValueError, match=f"{term} needs a pose content code"):

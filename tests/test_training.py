@@ -217,9 +217,8 @@ def test_long_start_trains_the_reassembly_pass_only_from_that_fraction_of_the_ru
     from g2g import module as module_file
     calls, forward = [], module_file.g2g_forward
 
-    def recorded(*args, **kwargs):  # training passes name `long`; panels draw with the default
-        if "long" in kwargs:
-            calls.append(kwargs["long"])
+    def recorded(*args, **kwargs):
+        calls.append(kwargs["long"])
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(module_file, "g2g_forward", recorded)

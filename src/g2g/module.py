@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from pathlib import Path
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid, save_image
 
 from . import losses
 from .networks import sprite
@@ -21,13 +19,14 @@ from .networks.perceptual import VGGPerceptual
 from .objective import G2GObjective
 from .optim import clip_gradients, make_optimizer, nonfinite_fault, run_progress, tail_factor
 from .options import DISCRIMINATORS, NAN_POLICIES, check_options
+from .panels import PanelLogging
 from .wiring import G2GResult, g2g_forward
 
 log = logging.getLogger(__name__)
 FROZEN = (IdentityNet, VGGPerceptual)  # pretrained networks used as they are
 
 
-class G2GModule(G2GObjective, L.LightningModule):
+class G2GModule(G2GObjective, PanelLogging, L.LightningModule):
     def __init__(
         self,
         generator: GeneratorConfig = GeneratorConfig(),
@@ -42,6 +41,7 @@ class G2GModule(G2GObjective, L.LightningModule):
         lambda_content_probe: float = 0.0,
         lambda_equivariance: float = 0.0,
         lambda_pose_moments: float = 0.0,
+        pose_moment_rate: float = 0.02,
         lambda_class_centre: float = 0.0,
         lambda_identity: float = 0.0,
         lambda_adv: float = 0.0,
@@ -104,6 +104,9 @@ class G2GModule(G2GObjective, L.LightningModule):
             lambda_pose_moments: arch sprite, labels: half the squared pixel distance of each class's
                 running mean pose from the mean over classes (`sprite.pose_moments`), so every class's
                 template is drawn in the same frame (same centre, size and upright).
+            pose_moment_rate: weight of a batch in those running means. The means' noise (from the content of
+                the one or two images of a class in a batch) becomes each class's pose offset in swaps: a
+                smaller rate averages longer; the pull on the poses scales with rate × lambda_pose_moments.
             lambda_class_centre: labels: mean squared distance of the class codes b1, b2 from their class's
                 running centre (`losses.class_centre`): what varies within a class is content, so this
                 drives content out of the class codes.
@@ -360,41 +363,3 @@ class G2GModule(G2GObjective, L.LightningModule):
         buffers = [(e, b) for e, b in zip(self.generator_ema.buffers(), self.generator.buffers()) if e is not b]
         if buffers:
             torch._foreach_copy_([e for e, _ in buffers], [b for _, b in buffers])
-
-    # ---- image panels from a fixed batch ----
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        step = self.global_step
-        if self.hparams.panel_every and (step % self.hparams.panel_every == 0 or step == 1):
-            self.log_panel(step)
-
-    def on_train_end(self) -> None:
-        self.log_panel(self.global_step)
-
-    @torch.no_grad()
-    def panel(self) -> torch.Tensor:
-        """Image grid, rows: x1, x2, mixed m1, m2, long reconstructions r1, r2 (EMA generator)."""
-        if self._panel is None:
-            self._panel = self.trainer.datamodule.panel_batch()
-        b = {k: v.to(self.device) for k, v in self._panel.items()}
-        training = self.generator_ema.training
-        self.generator_ema.eval()  # batch-norm statistics of training (arch lord), not of the panel batch
-        res = g2g_forward(self.generator_ema, b["x1"], b["x2"], b["ref1"], b["ref2"])
-        self.generator_ema.train(training)
-        rows = [b["x1"], b["x2"], res.m1, res.m2, res.r1, res.r2]
-        return make_grid(torch.cat(rows).cpu(), nrow=b["x1"].shape[0], normalize=True, value_range=(-1, 1))
-
-    def log_panel(self, step: int) -> None:
-        if self.trainer.datamodule is None:
-            return
-        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask, or rank 0 waits for ever
-        if not self.trainer.is_global_zero:
-            return
-        grid = self.panel()
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_image"):
-            experiment.add_image("panel", grid, step)
-        if log_dir:
-            out = Path(log_dir) / "panels"
-            out.mkdir(parents=True, exist_ok=True)
-            save_image(grid, out / f"step_{step:07d}.png")

@@ -81,7 +81,7 @@ class G2GObjective:
         if h.lambda_pose_moments:
             labels = torch.cat([batch["y1"], batch["y2"]])
             loss, means, seen = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, self.pose_means,
-                                                    self.pose_seen, x1.shape[-1])
+                                                    self.pose_seen, x1.shape[-1], h.pose_moment_rate)
             if self.training:  # the running means advance once per training step
                 self.pose_means.copy_(means)
                 self.pose_seen.copy_(seen)

@@ -29,6 +29,9 @@ def check_options(generator: GeneratorConfig, o: dict) -> None:
     if not 0 <= o["lr_tail"] <= 1:
         raise ValueError(f"lr_tail must be within [0, 1] (a fraction of the run; 0: constant rates), "
                          f"got {o['lr_tail']!r}")
+    if not 0 < o["pose_moment_rate"] <= 1:
+        raise ValueError(f"pose_moment_rate must be within (0, 1] (the weight of a batch in the running mean "
+                         f"poses), got {o['pose_moment_rate']!r}")
     if not 0 <= o["long_start"] < 1:
         raise ValueError(f"long_start must be within [0, 1) (the fraction of the run before the reassembly pass "
                          f"is trained), got {o['long_start']!r}")

@@ -321,7 +321,7 @@ POSE_MOMENT_RATE = 0.02  # weight of a batch in the running mean pose of each cl
 
 
 def pose_moments(pose: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, seen: torch.Tensor,
-                 image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 image_size: int, rate: float = POSE_MOMENT_RATE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Spread of the classes' mean poses, and the updated running means.
 
     pose (B, 4 + C), labels (B,); means (K, 4): running mean geometry of each class in pixels (see
@@ -329,7 +329,7 @@ def pose_moments(pose: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, 
     the mean squared pixel distance of the batch's classes' means from the mean over all seen classes,
     with gradient through the batch means only. Returns (loss, new means, new seen), the last two detached."""
     geometry = pose[:, :POSE_GEOMETRY] * pixel_weights(image_size, pose.device)
-    updated, new_means, new_seen = running_class_means(geometry, labels, means, seen, POSE_MOMENT_RATE)
+    updated, new_means, new_seen = running_class_means(geometry, labels, means, seen, rate)
     centre = new_means[new_seen].mean(dim=0)
     loss = 0.5 * (updated - centre).pow(2).sum(dim=1).mean()
     return loss, new_means, new_seen
