@@ -16,7 +16,8 @@ VARIANTS = {
                    "template of 2 parts whose layout code reads the image's colour edges, class encoders with global "
                    "max pooling), supervised pairs, "
                    "K = 1 class reference, class-code cross-entropy and centre loss, content probe, pose "
-                   "equivariance and pose moments, no long reconstruction, no adversarial term"),
+                   "equivariance and pose moments (rate 0.005, weight 40), no long reconstruction, no adversarial "
+                   "term"),
     "+long": Variant("with the long reconstruction (the G2G cycle): model.lambda_long 1",
                      ("--model.lambda_long", "1")),
     "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "
@@ -39,6 +40,10 @@ VARIANTS = {
     "mean-pool": Variant("class encoders that average their last feature map over the image instead of taking "
                          "each feature's maximum (model.generator.class_pool mean: the preset before session 10)",
                          ("--model.generator.class_pool", "mean")),
+    "weak-moments": Variant("the pose-moment term as before session 11: running class means of rate 0.02 and "
+                            "weight 2.5, a pull 5 times weaker on each class's pose offset "
+                            "(model.pose_moment_rate 0.02, model.lambda_pose_moments 2.5)",
+                            ("--model.pose_moment_rate", "0.02", "--model.lambda_pose_moments", "2.5")),
     "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",
                          ("--model.lambda_class_centre", "0")),
     "no-moments": Variant("without the pose-moment term (model.lambda_pose_moments 0)",
@@ -64,5 +69,5 @@ VARIANTS = {
 }
 
 # run by default (the others stay available through --variants)
-DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "no-palette", "sorted-layout", "mean-pool", "no-centre", "K=4",
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "sorted-layout", "mean-pool", "weak-moments", "no-centre", "K=4",
                     "+adv"]

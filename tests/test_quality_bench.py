@@ -100,8 +100,8 @@ def test_docs_from_constructed_results(tmp_path):
 def test_time_budget_and_file_names():
     assert quality.max_time(3725) == "00:01:02:05" and quality.max_time(90061) == "01:01:01:01"
     assert [quality.slug(v) for v in quality.VARIANTS] == [
-        "g2g", "long", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool", "no-centre",
-        "no-moments", "no-equivariance", "no-refine", "no-probe", "no-class-ce", "adain", "k4", "adv"]
+        "g2g", "long", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool", "weak-moments",
+        "no-centre", "no-moments", "no-equivariance", "no-refine", "no-probe", "no-class-ce", "adain", "k4", "adv"]
     assert set(quality.DEFAULT_VARIANTS) <= set(quality.VARIANTS)
     assert quality.image_size(["--data.image_size", "16"]) == 16 and quality.image_size(["--data.image_size=24"]) == 24
     assert quality.image_size([]) == 32
