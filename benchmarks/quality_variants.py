@@ -69,5 +69,4 @@ VARIANTS = {
 }
 
 # run by default (the others stay available through --variants)
-DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "sorted-layout", "mean-pool", "weak-moments", "no-centre", "K=4",
-                    "+adv"]
+DEFAULT_VARIANTS = ["g2g", "+long", "unsupervised", "sorted-layout", "mean-pool", "weak-moments", "K=4", "+adv"]
