@@ -41,7 +41,7 @@ VARIANTS = {
                          "each feature's maximum (model.generator.class_pool mean: the preset before session 10)",
                          ("--model.generator.class_pool", "mean")),
     "weak-moments": Variant("the pose-moment term as before session 11: running class means of rate 0.02 and "
-                            "weight 2.5, a pull 5 times weaker on each class's pose offset "
+                            "weight 2.5, a pull 4 times weaker on each class's pose offset "
                             "(model.pose_moment_rate 0.02, model.lambda_pose_moments 2.5)",
                             ("--model.pose_moment_rate", "0.02", "--model.lambda_pose_moments", "2.5")),
     "no-centre": Variant("without the class-code centre loss (model.lambda_class_centre 0)",

@@ -232,6 +232,23 @@ def test_long_start_trains_the_reassembly_pass_only_from_that_fraction_of_the_ru
         G2GModule(generator=module.hparams.generator, long_start=1.0)
 
 
+def test_run_progress_of_a_timed_run_is_rank_zeros_on_every_rank():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from g2g.optim import run_progress
+    timer = Timer(duration="00:00:01:40")  # 100 s
+    timer.time_elapsed = lambda stage: 25.0
+    timer.time_remaining = lambda stage: 75.0
+    sent = []
+    strategy = SimpleNamespace(broadcast=lambda value: sent.append(value) or 0.5)  # rank 0 is further on
+    trainer = SimpleNamespace(max_steps=-1, callbacks=[timer], world_size=2, strategy=strategy)
+    assert run_progress(trainer, 10) == 0.5 and sent == [0.25]
+    assert run_progress(SimpleNamespace(**{**vars(trainer), "world_size": 1}), 10) == 0.25  # one process: no sync
+    assert run_progress(SimpleNamespace(**{**vars(trainer), "max_steps": 40}), 10) == 0.25  # steps: no clock
+
+
 def test_clip_spike_caps_a_spike_at_a_multiple_of_the_running_norm():
     from g2g.optim import SPIKE_RATE, clip_gradients
 

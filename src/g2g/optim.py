@@ -32,7 +32,7 @@ def nonfinite_fault(terms: dict[str, torch.Tensor], opt, named_parameters, step:
 
 def run_progress(trainer, step: int) -> float | None:
     """Fraction of the run done: `step` of max_steps, else training time of max_time (Lightning's Timer
-    callback, which a resumed run restores); None when the run has neither limit."""
+    callback, which a resumed run restores; rank 0's under DDP); None when the run has neither limit."""
     if trainer.max_steps is not None and trainer.max_steps > 0:
         return step / trainer.max_steps
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
@@ -40,7 +40,10 @@ def run_progress(trainer, step: int) -> float | None:
     if remaining is None:
         return None
     elapsed = timer.time_elapsed("train")
-    return elapsed / max(elapsed + remaining, 1e-9)
+    progress = elapsed / max(elapsed + remaining, 1e-9)
+    if trainer.world_size > 1:  # each rank's clock differs a little: rank 0's progress for all, so that every
+        progress = trainer.strategy.broadcast(progress)  # rank sets the same rates and runs the same passes
+    return progress
 
 
 def tail_factor(progress: float | None, tail: float) -> float:
