@@ -53,8 +53,10 @@ class G2GObjective:
     def long_active(self) -> bool:
         """Whether this step trains the reassembly pass: a term needs it (needs_long) and the run has reached
         long_start (`optim.run_progress`; a run with no step or time limit trains it from the start)."""
-        progress = run_progress(self.trainer, self.global_step) if self.hparams.long_start > 0 else None
-        return self.needs_long and (progress is None or progress >= self.hparams.long_start)
+        if not self.needs_long or self.hparams.long_start <= 0:  # no progress asked (a collective under DDP)
+            return self.needs_long
+        progress = run_progress(self.trainer, self.global_step)
+        return progress is None or progress >= self.hparams.long_start
 
     def generator_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
         """Weighted generator losses by name (only the active ones)."""
