@@ -3,7 +3,7 @@ generated from the results.
 
     python benchmarks/quality.py --budget 300 --jobs 2 --write-docs   # 6 variants × 2 datasets × 3 seeds, the doc
     python benchmarks/quality.py --from-json outputs/quality/results.json   # the doc again, without training
-    python benchmarks/quality.py --variants g2g +long --datasets shapes --seeds 2 --budget 60 -- --data.batch_size 8
+    python benchmarks/quality.py --variants g2g no-long --datasets shapes --seeds 2 --budget 60 -- --data.batch_size 8
 
 Each run is its own process (this file with --run, OMP_NUM_THREADS = --threads): `g2g train` of the
 preset with the variant's overrides (and any given after `--`) for --budget seconds of training
@@ -56,7 +56,7 @@ COLUMNS = [("swap_psnr", "swap PSNR dB", 1, 2), ("swap_psnr_heldout", "swap PSNR
            ("ratio", "double-swap / short L1", 1, 3), ("short_psnr", "short rec. PSNR dB", 1, 2),
            ("steps", "steps", 1, 0)]
 # the answer to QUESTION compares the variant with the long reconstruction against the one without
-WITH_LONG, WITHOUT_LONG = "+long", "g2g"
+WITH_LONG, WITHOUT_LONG = "g2g", "no-long"
 # what it compares: (metric, words, better when, unit)
 EVIDENCE = [("swap_psnr", "swap PSNR", "higher", " dB"), ("class_transfer", "class transfer", "higher", " %"),
             ("probe", "class from the content code", "lower", " %")]

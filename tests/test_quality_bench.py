@@ -31,10 +31,10 @@ def _run(variant, dataset, seed, **metrics):
 
 
 def _runs(with_long: dict[str, list[float]], without: dict[str, list[float]], dataset="shapes") -> list[dict]:
-    """One record per seed: with_long (variant +long) = {"swap_psnr": [seed 0, seed 1, seed 2], ...}, likewise
-    without (the preset g2g, which has no long reconstruction)."""
+    """One record per seed: with_long (the preset g2g, which has the long reconstruction) = {"swap_psnr": [seed 0,
+    seed 1, seed 2], ...}, likewise without (variant no-long)."""
     runs = []
-    for variant, table in (("+long", with_long), ("g2g", without)):
+    for variant, table in (("g2g", with_long), ("no-long", without)):
         for seed in range(len(next(iter(table.values())))):
             runs.append(_run(variant, dataset, seed, **{k: v[seed] for k, v in table.items()}))
     return runs
@@ -62,10 +62,10 @@ def test_separate_intervals_say_helps_or_hurts():
     worse = {"swap_psnr": [16.0, 16.1, 16.2], "probe": [0.30, 0.31, 0.32]}
     verdict, sentence = quality_doc.answer(_runs(better, worse), budget_s=60)
     assert verdict == "helps"    # higher swap PSNR and a content code that tells less about the class
-    assert "is better than `g2g` (without it) on swap PSNR on shapes (17.10 ± " in sentence
+    assert "is better than `no-long` (without it) on swap PSNR on shapes (17.10 ± " in sentence
     assert "class from the content code on shapes (11.0 ± " in sentence
     verdict, sentence = quality_doc.answer(_runs(worse, better), budget_s=60)
-    assert verdict == "hurts" and "is worse than `g2g` (without it)" in sentence
+    assert verdict == "hurts" and "is worse than `no-long` (without it)" in sentence
 
 
 def test_mixed_and_undetermined_answers():
@@ -75,7 +75,7 @@ def test_mixed_and_undetermined_answers():
     assert verdict == "mixed" and "but worse on class transfer on shapes" in sentence
     one_seed = _runs({"swap_psnr": [17.0]}, {"swap_psnr": [16.0]})
     assert quality_doc.answer(one_seed, budget_s=60)[0] == "undetermined"
-    assert quality_doc.answer([r for r in runs if r["variant"] == "+long"], budget_s=60)[0] == "undetermined"
+    assert quality_doc.answer([r for r in runs if r["variant"] == "g2g"], budget_s=60)[0] == "undetermined"
 
 
 def test_docs_from_constructed_results(tmp_path):
@@ -83,25 +83,25 @@ def test_docs_from_constructed_results(tmp_path):
                  {"swap_psnr": [16.0, 16.1, 16.2], "class_transfer": [0.5, 0.6, 0.7], "probe": [0.1, 0.2, 0.2]})
     runs.append({"variant": "K=4", "dataset": "shapes", "seed": 0, "error": "exit status 1; see log.txt"})
     results = {"runs": runs, "budget_s": 120, "seeds": 3, "jobs": 2, "datasets": ["shapes", "digits"],
-               "variants": ["g2g", "+long", "K=4"], "overrides": [], "started": "2026-01-01T00:00:00",
+               "variants": ["g2g", "no-long", "K=4"], "overrides": [], "started": "2026-01-01T00:00:00",
                "finished": "2026-01-01T01:00:00", "load_1min_start": 0.5, "load_1min_end": 0.7,
                "command": "python benchmarks/quality.py --budget 120", "out_dir": "outputs/quality",
-               "eval": quality.EVAL, "curve_pairs": 500, "variant_table": quality.variant_table(["g2g", "+long", "K=4"])}
+               "eval": quality.EVAL, "curve_pairs": 500, "variant_table": quality.variant_table(["g2g", "no-long", "K=4"])}
     doc = quality_doc.write_docs(results, tmp_path, tmp_path).read_text()
     assert "**Does the G2G cross-training cycle (long reconstruction) help disentanglement?** It helps" in doc
     assert "Test CPU, 2 cores" in doc and "120 s of training per run" in doc and "2 run(s) in parallel" in doc
-    assert "| `+long` | 17.10 ± " in doc and "| `g2g` | 16.10 ± " in doc and "| `K=4` | – |" in doc
+    assert "| `g2g` | 17.10 ± " in doc and "| `no-long` | 16.10 ± " in doc and "| `K=4` | – |" in doc
     assert "| reference | flat 14.90, copy 13.20 | chance 4.0 | chance 5.0 |" in doc
     assert "Failed runs (left out of the table): shapes K=4 seed 0" in doc
     assert "## digits" not in doc and (tmp_path / "results_curve_shapes.png").stat().st_size > 0
-    assert "--model.lambda_long 1" in doc and "model.lambda_content_probe 0" not in doc
+    assert "--model.lambda_long 0" in doc and "model.lambda_content_probe 0" not in doc
 
 
 def test_time_budget_and_file_names():
     assert quality.max_time(3725) == "00:01:02:05" and quality.max_time(90061) == "01:01:01:01"
     assert [quality.slug(v) for v in quality.VARIANTS] == [
-        "g2g", "long", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool", "weak-moments",
-        "no-centre", "no-moments", "no-equivariance", "no-refine", "no-probe", "no-class-ce", "adain", "k4", "adv"]
+        "g2g", "no-long", "long-early", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool",
+        "weak-moments", "no-centre", "no-moments", "no-equivariance", "no-refine", "no-probe", "no-class-ce", "adain", "k4", "adv"]
     assert set(quality.DEFAULT_VARIANTS) <= set(quality.VARIANTS)
     assert quality.image_size(["--data.image_size", "16"]) == 16 and quality.image_size(["--data.image_size=24"]) == 24
     assert quality.image_size([]) == 32
