@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from g2g.data.shapes import (N_SCHEMES, RADIUS_RANGE, ROTATION_RANGE, SHAPE_NAMES,  # noqa: E402
                              ShapesDataset)
-from g2g.evaluation.report import make_pairs  # noqa: E402
+from g2g.evaluation.report import _batched, make_pairs  # noqa: E402
 from g2g.inference import load  # noqa: E402
 from g2g.networks import sprite  # noqa: E402
 
@@ -73,8 +73,8 @@ def diagnose(gen, images: torch.Tensor, labels: torch.Tensor, factors: torch.Ten
     def geometry(codes):
         return codes[:, :sprite.POSE_GEOMETRY]
 
-    def batched(fn, *tensors):
-        return torch.cat([fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, len(tensors[0]), chunk)])
+    def batched(fn, *tensors):  # `g2g eval`'s chunking
+        return _batched(fn, *tensors, chunk=chunk)
 
     pose = batched(gen.encode_content, images)
     code = batched(gen.encode_class, images)
