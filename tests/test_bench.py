@@ -57,3 +57,35 @@ def test_bench_mistakes_are_one_line(argv, message, capsys):
     assert main(["bench", "--size", "16", "--batch", "2", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("g2g: error:") and message in err and "\n" not in err
+
+
+def test_bench_compiled_step_runs(tmp_path):
+    """`--compile` with the sprite preset: encoders are called at several batch sizes (dynamic shapes once
+    broke affine_grid's backward), and the long reconstruction must be compiled in the warm-up."""
+    out = tmp_path / "c.json"
+    assert main(["bench", "--preset", "g2g", "--size", "16", "--batch", "4", "--steps", "1", "--warmup", "2",
+                 "--compile", "--set", "model.generator.nf=4", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["compile"] is True and r["steps"] == 1 and r["gflop_per_step"] > 0
+
+
+def test_suite_files_and_verdict_per_machine(tmp_path):
+    assert bench_step.machine_slug("AMD EPYC 7B13 64-Core Processor") == "amd-epyc"
+    assert bench_step.machine_slug("Intel(R) Xeon(R) Processor @ 2.50GHz") == "intel-xeon"
+    assert bench_step.run_name("g2g", 64, 8, "cpu", ["--compile"], "amd-epyc") == "g2g-64px-b8-cpu-compiled-amd-epyc"
+
+    def result(cpu, ratio, load, gflop=2600.0):
+        return {"preset": "cyclefunit-id", "image_size": 224, "batch_images": 4, "batch_pairs": 2, "device": "cpu",
+                "precision": "32-true", "compile": False, "steps": 3, "step_s_median": 1.0, "step_s_min": 1.0,
+                "step_s_max": 1.0, "images_per_s": 4.0, "data_s_median": 0.0, "gflop_per_step": gflop,
+                "achieved_gflops": 100 * ratio, "matmul_peak_gflops": {"fp32": 100.0}, "peak_ratio": ratio,
+                "peak_memory_mb": 1.0, "random_frozen_weights": [],
+                "machine": {"cpu": cpu, "torch_threads": 2, "torch": "x", "load_1min": load, "load_1min_start": load}}
+    for name, r in {"a": result("CPU A", 0.73, 0.5), "b": result("CPU A", 0.60, 3.0),
+                    "c": result("CPU B", 0.56, 1.0, gflop=4000.0)}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    text = bench_step.write_docs(tmp_path, tmp_path / "performance.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("- CPU")]
+    assert len(lines) == 2  # one per machine, its least-loaded run
+    assert "73 %" in lines[0] and "(meets ≥ 70 %)" in lines[0] and "(meets ≤ 3,700)" in lines[0]
+    assert "56 %" in lines[1] and "(misses ≥ 70 %)" in lines[1] and "(misses ≤ 3,700)" in lines[1]

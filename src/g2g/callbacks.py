@@ -88,13 +88,14 @@ def compile_networks(module) -> None:
     for net in nets:
         if net is not None and id(net) not in seen:
             seen.add(id(net))
-            net.compile()
+            net.compile(dynamic=False)  # batch sizes differ per call; dynamic shapes broke affine_grid's backward
 
 
 class CompileNetworks(Callback):
     """torch.compile the networks before training: `--trainer.callbacks+=g2g.callbacks.CompileNetworks`.
     Measure it first with `g2g bench --compile` (warm-up steps absorb the compilation): on the 2-core
-    CPUs of this project the compiled 64 px `g2g` step was 14 % slower than eager (docs/performance.md;
+    CPUs of this project the compiled 64 px `g2g` step was 14 % slower than eager on an Intel Xeon and 3 %
+    faster on an AMD EPYC (docs/performance.md;
     on an H200 its compilation of the 128 px cyclefunit networks outlasted a 150 s limit, so CUDA is not
     measured yet)."""
 
