@@ -17,9 +17,13 @@ VARIANTS = {
                    "max pooling), supervised pairs, "
                    "K = 1 class reference, class-code cross-entropy and centre loss, content probe, pose "
                    "equivariance and pose moments (rate 0.005, weight 40), the long reconstruction (the G2G cycle) "
-                   "from a quarter of the run on, no adversarial term"),
-    "no-long": Variant("without the long reconstruction (the G2G cycle): model.lambda_long 0 (the preset before "
-                       "session 12)", ("--model.lambda_long", "0")),
+                   "and the re-render of the mixed images from a quarter of the run on, no adversarial term"),
+    "no-long": Variant("without the reassembly stage (the G2G cycle): no long reconstruction and no re-render "
+                       "of the mixed images (model.lambda_long 0, model.lambda_rerender 0: the preset before "
+                       "session 12)", ("--model.lambda_long", "0", "--model.lambda_rerender", "0")),
+    "no-rerender": Variant("the long reconstruction without the re-render of the mixed images from the content "
+                           "codes read back (model.lambda_rerender 0: the session-12 preset)",
+                           ("--model.lambda_rerender", "0")),
     "+long-early": Variant("the long reconstruction from the first step instead of from a quarter of the run "
                            "(model.long_start 0)", ("--model.long_start", "0")),
     "unsupervised": Variant("without class supervision, as the seed trained: random pairs, each class code "

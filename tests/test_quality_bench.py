@@ -94,13 +94,13 @@ def test_docs_from_constructed_results(tmp_path):
     assert "| reference | flat 14.90, copy 13.20 | chance 4.0 | chance 5.0 |" in doc
     assert "Failed runs (left out of the table): shapes K=4 seed 0" in doc
     assert "## digits" not in doc and (tmp_path / "results_curve_shapes.png").stat().st_size > 0
-    assert "--model.lambda_long 0" in doc and "model.lambda_content_probe 0" not in doc
+    assert "--model.lambda_long 0 --model.lambda_rerender 0" in doc and "model.lambda_content_probe 0" not in doc
 
 
 def test_time_budget_and_file_names():
     assert quality.max_time(3725) == "00:01:02:05" and quality.max_time(90061) == "01:01:01:01"
     assert [quality.slug(v) for v in quality.VARIANTS] == [
-        "g2g", "no-long", "long-early", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool",
+        "g2g", "no-long", "no-rerender", "long-early", "unsupervised", "no-palette", "sorted-layout", "figure-layout", "mean-pool",
         "weak-moments", "no-centre", "no-moments", "no-equivariance", "no-refine", "no-probe", "no-class-ce", "adain", "k4", "adv"]
     assert set(quality.DEFAULT_VARIANTS) <= set(quality.VARIANTS)
     assert quality.image_size(["--data.image_size", "16"]) == 16 and quality.image_size(["--data.image_size=24"]) == 24

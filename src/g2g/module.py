@@ -33,6 +33,7 @@ class G2GModule(G2GObjective, PanelLogging, L.LightningModule):
         num_classes: int = 0,
         lambda_short: float = 1.0,
         lambda_long: float = 1.0,
+        lambda_rerender: float = 0.0,
         lambda_content_cycle: float = 0.0,
         lambda_class_cycle: float = 0.0,
         lambda_content_l2: float = 0.0,
@@ -89,6 +90,9 @@ class G2GModule(G2GObjective, PanelLogging, L.LightningModule):
             lambda_short: short reconstruction x̂ vs x (L1 of pixels, or of VGG features: `perceptual`).
             lambda_long: long reconstruction r vs x (the G2G reassembly cycle; distance as lambda_short); 0
                 skips reassembly unless another term needs it.
+            lambda_rerender: L1 of q = G(a(m1), b2) against the detached m1 = G(a1, b2) (and m2): the content
+                code read back from a mixed image redraws it; unlike the content cycle, blind to what the
+                image does not show (the angle of a circle). Trained with the long reconstruction.
             lambda_content_cycle: ‖a(m) − a‖² (L_cyc,A).
             lambda_class_cycle: ‖b(m1) − b2‖² + ‖b(m2) − b1‖² (L_cyc,B).
             lambda_content_l2: L2 activation penalty on content codes (content bottleneck).
@@ -209,7 +213,7 @@ class G2GModule(G2GObjective, PanelLogging, L.LightningModule):
         self.d_loss, self.g_loss = losses.GAN_LOSSES[gan_loss]
         self.r1_penalty = losses.r1_penalty_funit if discriminator == "projection" else losses.r1_penalty
         self.needs_short = any(v > 0 for v in (lambda_short, lambda_adv_short, lambda_fm_short))
-        self.needs_long = any(v > 0 for v in (lambda_long, lambda_content_cycle, lambda_class_cycle,
+        self.needs_long = any(v > 0 for v in (lambda_long, lambda_rerender, lambda_content_cycle, lambda_class_cycle,
                                               lambda_fm_long, lambda_fm_mixed_long))
         if clip_spike > 0:  # running mean of the generator gradient's capped norm; 0 until the first step
             self.register_buffer("grad_norm_mean", torch.zeros(()))
@@ -265,7 +269,8 @@ class G2GModule(G2GObjective, PanelLogging, L.LightningModule):
                      for k, v in batch.items()}
         noise = self.step_generator()
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
-                           h.content_noise, noise, long=self.long_active(), short=self.needs_short)
+                           h.content_noise, noise, long=self.long_active(), short=self.needs_short,
+                           rerender=h.lambda_rerender > 0)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opts = self.optimizers()

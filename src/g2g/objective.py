@@ -63,6 +63,9 @@ class G2GObjective:
         h = self.hparams
         x1, x2 = batch["x1"], batch["x2"]
         terms = self.reconstruction_terms(x1, x2, res)
+        if h.lambda_rerender and res.q1 is not None:
+            terms["rerender"] = h.lambda_rerender * 2 * losses.l1(
+                torch.cat([res.q1, res.q2]), torch.cat([res.m1, res.m2]).detach())
         if h.lambda_content_cycle and res.a_m1 is not None:
             terms["content_cycle"] = h.lambda_content_cycle * (
                 losses.code_cycle(res.a_m1, res.a1) + losses.code_cycle(res.a_m2, res.a2))

@@ -29,6 +29,8 @@ class G2GResult:
     b_m2: torch.Tensor | None = None   # class code of m2 (≈ b1)
     r1: torch.Tensor | None = None     # long reconstruction G(a(m1), b(m2)) ≈ x1
     r2: torch.Tensor | None = None     # long reconstruction G(a(m2), b(m1)) ≈ x2
+    q1: torch.Tensor | None = None     # re-rendered mixed image G(a(m1), b2) ≈ m1 (with rerender=True)
+    q2: torch.Tensor | None = None     # re-rendered mixed image G(a(m2), b1) ≈ m2
 
 
 def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -43,7 +45,7 @@ def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) 
 def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
                 class_in1: torch.Tensor | None = None, class_in2: torch.Tensor | None = None,
                 content_noise: float = 0.0, generator: torch.Generator | None = None,
-                long: bool = True, short: bool = True) -> G2GResult:
+                long: bool = True, short: bool = True, rerender: bool = False) -> G2GResult:
     """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
 
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
@@ -75,6 +77,11 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     result.a_m1, result.a_m2 = a_m.split(b)
     result.b_m1, result.b_m2 = b_m.split(b)
     # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back
-    r = gen.decode(_noisy(a_m, content_noise, generator), b_m.roll(b, dims=0))
+    a_m = _noisy(a_m, content_noise, generator)
+    if rerender:  # one decoder call: [r1, r2, q1, q2] = G([a(m1), a(m2)] × 2, [b(m2), b(m1), b2, b1])
+        result.r1, result.r2, result.q1, result.q2 = gen.decode(
+            torch.cat([a_m, a_m]), torch.cat([b_m.roll(b, dims=0), codes.roll(b, dims=0)])).split(b)
+        return result
+    r = gen.decode(a_m, b_m.roll(b, dims=0))
     result.r1, result.r2 = r.split(b)
     return result
