@@ -51,7 +51,9 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
     seed's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
     class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
-    `short=False` skips the short reconstructions (a training objective without them need not draw them).
+    `short=False` skips the short reconstructions (a training objective without them need not draw them);
+    `rerender=True` also redraws each mixed image from the content code read back from it and its own class
+    code (q1 = G(a(m1), b2), q2 = G(a(m2), b1)), in the long reconstructions' decoder call.
     Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
     the reassembly encodes and the long reconstructions one call each."""
     b = x1.shape[0]
