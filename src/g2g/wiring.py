@@ -78,12 +78,12 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     b_m = gen.encode_class(mixed)
     result.a_m1, result.a_m2 = a_m.split(b)
     result.b_m1, result.b_m2 = b_m.split(b)
-    # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back
-    a_m = _noisy(a_m, content_noise, generator)
-    if rerender:  # one decoder call: [r1, r2, q1, q2] = G([a(m1), a(m2)] × 2, [b(m2), b(m1), b2, b1])
-        result.r1, result.r2, result.q1, result.q2 = gen.decode(
-            torch.cat([a_m, a_m]), torch.cat([b_m.roll(b, dims=0), codes.roll(b, dims=0)])).split(b)
-        return result
-    r = gen.decode(a_m, b_m.roll(b, dims=0))
-    result.r1, result.r2 = r.split(b)
+    # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back; with rerender the same call
+    # also draws q1 = G(a(m1), b2), q2 = G(a(m2), b1)
+    a_m, classes = _noisy(a_m, content_noise, generator), b_m.roll(b, dims=0)
+    if rerender:
+        a_m, classes = torch.cat([a_m, a_m]), torch.cat([classes, codes.roll(b, dims=0)])
+    result.r1, result.r2, *q = gen.decode(a_m, classes).split(b)
+    if rerender:
+        result.q1, result.q2 = q
     return result
