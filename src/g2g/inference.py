@@ -117,7 +117,8 @@ class G2GModel:
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) → (content codes (B, C, h, w), class codes (B, D))."""
         x = x.to(self.device)
-        return self.generator.encode_content(x), self.generator.encode_class(x)
+        class_code = self.generator.encode_class(x)
+        return self.generator.encode_content(x, class_code), class_code
 
     @torch.no_grad()
     def encode_class(self, x: torch.Tensor) -> torch.Tensor:

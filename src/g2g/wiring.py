@@ -57,12 +57,14 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
     the reassembly encodes and the long reconstructions one call each."""
     b = x1.shape[0]
-    a = gen.encode_content(torch.cat([x1, x2]))                                  # (2B, C, h, w)
+    x = torch.cat([x1, x2])
     if class_in1 is None and class_in2 is None:
-        codes = gen.encode_class(torch.cat([x1, x2]))                            # (2B, D)
-    else:
+        codes = gen.encode_class(x)                                              # (2B, D)
+        a = gen.encode_content(x, codes)                                         # (2B, C, h, w)
+    else:  # a sprite pose fit (eval mode) uses the image's own class code, not its references'
         codes = gen.encode_class(torch.cat([x1 if class_in1 is None else class_in1,
                                             x2 if class_in2 is None else class_in2]))
+        a = gen.encode_content(x)
     a1, a2 = a.split(b)
     b1, b2 = codes.split(b)
     an = _noisy(a, content_noise, generator)
@@ -74,8 +76,8 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     if not long:
         return result
     mixed = torch.cat([m1, m2])
-    a_m = gen.encode_content(mixed)
     b_m = gen.encode_class(mixed)
+    a_m = gen.encode_content(mixed, b_m)
     result.a_m1, result.a_m2 = a_m.split(b)
     result.b_m1, result.b_m2 = b_m.split(b)
     # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back; with rerender the same call

@@ -17,7 +17,7 @@ from .encoders import CLASS_POOLS, ClassEncoder, ContentEncoder
 from .funit import FunitClassEncoder, FunitContentEncoder, FunitDecoder
 from .identity import FEATURE_DIM, IdentityNet
 from .lord import LordDecoder, VectorEncoder
-from .sprite import LAYOUT_VIEWS, LayoutPaletteEncoder, PoseEncoder, SpriteDecoder, pose_dim
+from .sprite import LAYOUT_VIEWS, LayoutPaletteEncoder, PoseEncoder, SpriteDecoder, fit_pose, pose_dim
 
 ARCHS = ("g2g", "funit", "lord", "sprite")
 CLASS_ENCODERS = ("learned", "vggface2")
@@ -45,6 +45,8 @@ class GeneratorConfig:
                                   # class code → template MLP and of the pose head)
     n_mlp: int = 2                # linear layers of that MLP
     n_refine: int = 1             # sprite: passes that re-read the pose in the object's canonical view (0: none)
+    n_fit: int = 0                # sprite: Gauss–Newton steps that fit the class template to the image at
+                                  # inference (eval mode), refining the encoder's pose (0: the encoder's pose)
     pose_leak: float = 0.0        # sprite: each pose bound tanh(r) + pose_leak · r, so a saturated pose regains a
                                   # gradient (0: plain tanh)
     n_parts: int = 0              # sprite: 0 = a free colour template; P > 0 = layout from the class code's first
@@ -92,6 +94,9 @@ class GeneratorConfig:
             raise ValueError(f"class_pool must be one of {', '.join(CLASS_POOLS)}, not {self.class_pool!r}")
         if self.layout_view not in LAYOUT_VIEWS:
             raise ValueError(f"layout_view must be one of {', '.join(LAYOUT_VIEWS)}, not {self.layout_view!r}")
+        if self.n_fit and self.arch != "sprite":
+            raise ValueError(f"n_fit fits a sprite template to the image: it needs arch 'sprite', not {self.arch!r} "
+                             f"(set n_fit 0)")
         if self.arch == "sprite" and self.decoder_norm != "adain":
             raise ValueError("arch 'sprite' has no normalisation choice: leave decoder_norm at 'adain'")
         if self.decoder_norm not in ("adain", "film"):
@@ -169,9 +174,17 @@ class Generator(nn.Module):
         if not learned:  # frozen, always in eval mode, with the published weights (given, or loaded later)
             self.class_encoder = IdentityNet() if class_encoder is None else class_encoder
 
-    def encode_content(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → (B, content_channels, h, w); arch lord: (B, content_channels); sprite: (B, 4 + C)"""
-        return self.content_encoder(x)
+    def encode_content(self, x: torch.Tensor, class_code: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) → (B, content_channels, h, w); arch lord: (B, content_channels); sprite: (B, 4 + C).
+
+        Arch sprite with n_fit > 0, in eval mode: the encoder's pose is refined by fitting the template of
+        the image's own class code (`class_code`, (B, D), computed from x when not given) to the image;
+        the refinement carries no gradient. Training (train mode) uses the encoder's pose alone."""
+        content = self.content_encoder(x)
+        if self.config.arch == "sprite" and self.config.n_fit and not self.training:
+            code = self.encode_class(x) if class_code is None else class_code
+            content = content + (fit_pose(self.decoder, x, content, code, self.config.n_fit) - content).detach()
+        return content
 
     def encode_class(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, class_dim); (B, K, 3, H, W) → mean over the K references."""
