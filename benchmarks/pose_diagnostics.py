@@ -15,10 +15,13 @@ object radius):
   from m2 (pose of x1).
 A double swap reads generated images twice, so its loss over the short reconstruction follows the read-back
 noise of generated images, not the pose noise on real ones (docs/experiments.md, session 12).
+Poses are read as the model reads them at inference, with its pose fit (`n_fit`); `--fit N` overrides the
+number of fit steps (`--fit 0`: the encoder alone).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -109,11 +112,17 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=3000, help="test images (seen classes)")
     p.add_argument("--pairs", type=int, default=2000, help="test pairs of different classes")
     p.add_argument("--seed", type=int, default=0, help="test set and pairing seed")
+    p.add_argument("--fit", type=int, help="pose fit steps instead of the model's n_fit (0: the encoder alone)")
     p.add_argument("--out", help="write the measurements as JSON here")
     args = p.parse_args(argv)
     gen = load(args.model).generator
     if gen.config.arch != "sprite":
         raise SystemExit(f"{args.model} is arch {gen.config.arch!r}: these diagnostics read a sprite pose code")
+    if args.fit is not None:
+        if args.fit < 0:
+            raise SystemExit(f"--fit must be >= 0, got {args.fit}")
+        gen.config = dataclasses.replace(gen.config, n_fit=args.fit)
+    print(f"pose fit steps (n_fit): {gen.config.n_fit}")
     ds = ShapesDataset("test", size=gen.config.image_size, n=args.n, seed=args.seed, classes="seen")
     out = diagnose(gen, ds.images, ds.labels, ds.factors, args.pairs, args.seed)
     for key in ("real_pose_noise_px", "short_readback_px", "mixed_readback_px"):

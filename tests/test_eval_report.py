@@ -55,8 +55,9 @@ def test_report_on_shapes_has_every_section(tiny_config, tmp_path):
     assert saved["seen_classes"]["swap"]["psnr"] == report["seen_classes"]["swap"]["psnr"]
     md = (tmp_path / "eval" / "metrics.md").read_text()
     for row in ("swap PSNR vs true render", "| metric |", "DCI disentanglement", "copy-through", "3-shot",
-                "code cycle", "MLP probe", "FID", "identity similarity", "Versions: "):
+                "code cycle", "MLP probe", "FID", "identity similarity", "Versions: ", f"Model: {path} (arch g2g)"):
         assert row in md, row
+    assert saved["generator"] == tiny_config.to_dict()
 
 
 def test_copying_the_content_source_scores_the_copy_baseline(tiny_config, tmp_path):

@@ -28,7 +28,7 @@ class CopyGenerator(nn.Module):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(1))  # gives the model a device
 
-    def encode_content(self, x):
+    def encode_content(self, x, class_code=None):  # Generator's signature: class_code for a sprite pose fit
         return x
 
     def encode_class(self, x):  # (B, 3, H, W) → mean colour (B, 3); (B, K, 3, H, W) → mean over K
@@ -42,7 +42,7 @@ class ColourGenerator(CopyGenerator):
     """Class = mean colour, content = the image minus its mean colour: reconstructs exactly, and a
     class swap recolours the image, so nothing copies through by the reconstruction criterion."""
 
-    def encode_content(self, x):
+    def encode_content(self, x, class_code=None):
         return x - x.mean(dim=(2, 3), keepdim=True)
 
     def decode(self, content, class_code):

@@ -96,6 +96,10 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
 def to_markdown(report: dict) -> str:
     splits = [k for k in report if isinstance(report[k], dict) and "short_reconstruction" in report[k]]
     lines = [f"# G2G evaluation — {report['data']} ({report['image_size']} px)", ""]
+    gen = report.get("generator")
+    if gen:  # how the model reads a content code matters to every figure below
+        fit = f", pose fit {gen['n_fit']} steps" if gen.get("arch") == "sprite" else ""
+        lines += [f"Model: {report['model']} (arch {gen['arch']}{fit})", ""]
     if "classifier_accuracy_real_test" in report:
         lines += [f"Independent classifier accuracy on real test images: "
                   f"{100 * report['classifier_accuracy_real_test']:.1f} %", ""]

@@ -294,7 +294,8 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
     sets = _datasets(data, size, root, s.seed)
     networks = networks or {}
     judges = _load_judges(s, identity, networks, device)
-    report: dict = {"model": str(model_path), "data": data, "image_size": size, "seed": s.seed}
+    report: dict = {"model": str(model_path), "generator": model.config.to_dict(), "data": data, "image_size": size,
+                    "seed": s.seed}
     given = networks.get("classifier")
     judges.classifier = given if given is not None else _train_judge(sets["judge"], s.seed, classifier_seconds)
     if judges.classifier is not None:
