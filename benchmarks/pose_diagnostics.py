@@ -35,6 +35,7 @@ from g2g.data.shapes import (N_SCHEMES, RADIUS_RANGE, ROTATION_RANGE, SHAPE_NAME
                              ShapesDataset)
 from g2g.evaluation.report import _batched, make_pairs  # noqa: E402
 from g2g.inference import load  # noqa: E402
+from g2g.networks.generator import Generator  # noqa: E402
 from g2g.networks import sprite  # noqa: E402
 
 NAMES = ("x", "y", "scale", "angle")  # the pose's geometry numbers, each reported in pixels
@@ -121,7 +122,9 @@ def main(argv=None) -> dict:
     if args.fit is not None:
         if args.fit < 0:
             raise SystemExit(f"--fit must be >= 0, got {args.fit}")
-        gen.config = dataclasses.replace(gen.config, n_fit=args.fit)
+        refit = Generator(dataclasses.replace(gen.config, n_fit=args.fit))
+        refit.load_state_dict(gen.state_dict())
+        gen = refit.eval()
     print(f"pose fit steps (n_fit): {gen.config.n_fit}")
     ds = ShapesDataset("test", size=gen.config.image_size, n=args.n, seed=args.seed, classes="seen")
     out = diagnose(gen, ds.images, ds.labels, ds.factors, args.pairs, args.seed)
