@@ -265,9 +265,13 @@ class SpriteDecoder(nn.Module):
 
     def place(self, template: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """RGBA template (B, C + 1, T, T) at pose (B, 4 + C) over its background → image (B, C, S, S)."""
-        colour, opacity = self.layers(template, pose)
-        background = pose[:, POSE_GEOMETRY:, None, None].clamp(-1, 1)
-        return opacity * colour + (1 - opacity) * background
+        return composite(*self.layers(template, pose), pose)
+
+
+def composite(colour: torch.Tensor, opacity: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Warped template layers (B, C, S, S), (B, 1, S, S) over the background colour of pose (B, 4 + C)."""
+    background = pose[:, POSE_GEOMETRY:, None, None].clamp(-1, 1)
+    return opacity * colour + (1 - opacity) * background
 
 
 # --- Pose fit at inference (`n_fit`) ----------------------------------------------------------------
@@ -304,11 +308,11 @@ def fit_pose(decoder: SpriteDecoder, x: torch.Tensor, pose: torch.Tensor, class_
         jtj = jtj + torch.diag_embed(FIT_DAMPING * jtj.diagonal(dim1=1, dim2=2) + 1e-8)
         step = torch.linalg.solve(jtj, jac.transpose(1, 2) @ error[..., None]).squeeze(-1)
         geometry = pose[:, :g] + step
-        _, opacity = decoder.layers(template, torch.cat([geometry, pose[:, g:]], dim=1))
+        colour, opacity = decoder.layers(template, torch.cat([geometry, pose[:, g:]], dim=1))
         uncovered = torch.where(opacity < UNCOVERED, x, torch.nan).flatten(2).nanmedian(dim=2).values  # (B, C)
         background = torch.where(uncovered.isnan(), pose[:, g:], uncovered)  # all covered: keep the encoder's
         candidate = torch.cat([geometry, background], dim=1)
-        new_error = (x - decoder.place(template, candidate)).flatten(1)
+        new_error = (x - composite(colour, opacity, candidate)).flatten(1)
         better = new_error.pow(2).sum(1) < error.pow(2).sum(1)                    # (B,)
         pose = torch.where(better[:, None], candidate, pose)
         error = torch.where(better[:, None], new_error, error)
