@@ -80,8 +80,8 @@ def diagnose(gen, images: torch.Tensor, labels: torch.Tensor, factors: torch.Ten
     def batched(fn, *tensors):  # `g2g eval`'s chunking
         return _batched(fn, *tensors, chunk=chunk)
 
-    pose = batched(gen.encode_content, images)
     code = batched(gen.encode_class, images)
+    pose = batched(gen.encode_content, images, code)  # a pose fit (n_fit) uses these class codes
     x_hat = batched(gen.decode, pose, code)
     out = {"image_size": size, "n_images": len(images), "unit": "pixels a point of the object moves"}
     out["real_pose_noise_px"] = rms(affine_residuals(geometry(pose), true_pose(factors, size), labels) * px)
