@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,11 @@ def run_suite(device: str, only: list[str] | None) -> None:
         if only and preset not in only:
             continue
         out = RESULTS / f"{run_name(preset, size, batch, device, extra, slug)}.json"
-        cmd = [sys.executable, "-m", "g2g.cli", "bench", "--preset", preset, "--size", str(size),
-               "--batch", str(batch), "--device", device, "--out", str(out), *extra]
-        print("$", " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, env=env, check=True)
+        with tempfile.TemporaryDirectory() as prof:  # every run profiles 2 more steps: its time split
+            cmd = [sys.executable, "-m", "g2g.cli", "bench", "--preset", preset, "--size", str(size),
+                   "--batch", str(batch), "--device", device, "--out", str(out), "--profile", prof, *extra]
+            print("$", " ".join(cmd[2:]), flush=True)
+            subprocess.run(cmd, env=env, check=True)
 
 
 def _row(r: dict) -> str:
@@ -92,6 +94,15 @@ def verdict(runs: list[dict]) -> list[str]:
                      f"{r['matmul_peak_gflops']['fp32']:,.1f} ({'meets' if ratio >= TARGET_RATIO else 'misses'} "
                      f"≥ {100 * TARGET_RATIO:.0f} %); code {r['machine'].get('code', '?')}.")
     return lines
+
+
+def _split_row(r: dict) -> str:
+    split, m = r["time_split"], r["machine"]
+    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
+            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} | "
+            f"{100 * r['peak_ratio']:.0f} % | {1e3 * split['matmul_s_per_step']:,.0f} ms = {100 * split['matmul_share']:.0f} % | "
+            f"{split['matmul_gflops']:,.1f} | {100 * split['matmul_peak_ratio']:.0f} % | "
+            f"{m.get('gpu') or m['cpu']}; code {m.get('code', '?')} |")
 
 
 def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
@@ -146,6 +157,24 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
         *[_row(r) for r in runs],
         "",
     ]
+    profiled = [r for r in runs if r.get("time_split")]
+    if profiled:
+        lines += [
+            "## Where the step's time goes",
+            "",
+            "Runs with a profile of two more steps (`g2g bench --profile`; the suite profiles every run): the",
+            "time of the operations whose FLOPs are counted (convolutions forward and backward, matrix",
+            "multiplies; each by its own time on the device, without the operations it calls) per step and as a",
+            "share of the median step, and their own FLOP rate against the same run's peak. That last ratio is",
+            "what the whole step would reach if everything else (normalisation, padding, activations, copies,",
+            "the optimizer) took no time: no fusion of the other operations can take the step past it.",
+            "",
+            "| preset | px | batch (pairs) | device | step: of peak | convolutions + matmuls | their GFLOP/s "
+            "| their share of peak | machine |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[_split_row(r) for r in profiled],
+            "",
+        ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out

@@ -5,7 +5,8 @@
 #   2. a bf16-mixed training smoke run of the g2g preset (g2g train; stops with one line on NaN/Inf),
 #   3. g2g bench of the 128 px cyclefunit and the 224 px cyclefunit-id presets (bf16-mixed, random data,
 #      random frozen weights where no weight files are present), then the 128 px cyclefunit step at a
-#      batch that fills the GPU (the MFU target of docs/performance.md).
+#      batch that fills the GPU (the MFU target of docs/performance.md); each bench line also carries its time
+#      split (convolutions' and matmuls' share of the step and their own share of the peak: the ceiling).
 # With SWEEP=1, the 128 px cyclefunit step channels-first at batch 64 and 256, its profiler table and the
 # same step compiled (last: compilation is the slowest stage; COMPILE_LIMIT seconds, default 150).
 # Results: $OUT/bench.jsonl (one `g2g bench` result per line), $OUT/log.txt, $OUT/ops-*.txt; scratch
@@ -32,11 +33,14 @@ run() {
     local rc=$?
     if [ $rc -ne 0 ]; then echo "!! $name: exit $rc$([ $rc -eq 124 ] && echo ' (time limit)')"; failed+=("$name"); fi
 }
-bench() {  # bench SECONDS PRESET SIZE BATCH [more g2g bench options]
+nbench=0
+bench() {  # bench SECONDS PRESET SIZE BATCH [more g2g bench options]; each profiles 2 more steps (its time split)
     local limit=$1 preset=$2 size=$3 batch=$4
     shift 4
+    nbench=$((nbench + 1))
     run "bench $preset ${size} px batch $batch $*" "$limit" "$PY" -m g2g.cli bench --preset "$preset" \
-        --size "$size" --batch "$batch" --device cuda --steps 20 --warmup 5 --out "$OUT/bench.jsonl" "$@"
+        --size "$size" --batch "$batch" --device cuda --steps 20 --warmup 5 --out "$OUT/bench.jsonl" \
+        --profile "$WORK/prof-$nbench" "$@"
 }
 
 "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_check: no CUDA device here")' || exit 1

@@ -24,12 +24,36 @@ def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
     assert r["memory_kind"] == "process peak RSS" and r["random_frozen_weights"] == []
     assert r["machine"]["cores"] >= 1 and r["machine"]["cpu"]
     assert (tmp_path / "prof" / "trace.json").is_file() and (tmp_path / "prof" / "ops.txt").is_file()
+    split = r["time_split"]  # the profiled steps' time in convolutions and matmuls
+    assert split["matmul_s_per_step"] > 0
+    assert split["matmul_gflops"] == pytest.approx(r["gflop_per_step"] / split["matmul_s_per_step"])
+    assert split["matmul_share"] == pytest.approx(split["matmul_s_per_step"] / r["step_s_median"])
     summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("g2g 16 px")]
     assert len(summary) == 1 and "GFLOP/step" in summary[0] and "% of fp32 matmul peak" in summary[0]
+    assert "profiled: convolutions and matmuls" in summary[0]
 
     docs = bench_step.write_docs(tmp_path, tmp_path / "performance.md")
-    rows = [line for line in docs.read_text().splitlines() if line.startswith("| g2g | 16 | 4 (2) |")]
+    table, split_table = docs.read_text().split("## Where the step's time goes")
+    rows = [line for line in table.splitlines() if line.startswith("| g2g | 16 | 4 (2) |")]
     assert len(rows) == 1 and r["machine"]["cpu"] in rows[0] and f"load {r['machine']['load_1min_start']}" in rows[0]
+    split_rows = [line for line in split_table.splitlines() if line.startswith("| g2g | 16 | 4 (2) |")]
+    assert len(split_rows) == 1 and f"{split['matmul_gflops']:,.1f}" in split_rows[0]
+
+
+def test_matmul_seconds_counts_own_time_of_convolutions_and_matmuls():
+    """Only the operations the FLOP counter counts, each by its self time (a convolution backward's bias sum
+    and layout copies are its children, counted elsewhere); on CUDA the device's time, not the host's."""
+    from types import SimpleNamespace as E
+
+    from g2g.bench import matmul_seconds
+    events = [E(key="aten::mkldnn_convolution", self_cpu_time_total=3e6, self_device_time_total=0),
+              E(key="aten::convolution_backward", self_cpu_time_total=5e6, self_device_time_total=2e6),
+              E(key="aten::cudnn_convolution", self_cpu_time_total=1e3, self_device_time_total=1e6),
+              E(key="aten::addmm", self_cpu_time_total=1e6, self_device_time_total=5e5),
+              E(key="aten::native_group_norm", self_cpu_time_total=7e6, self_device_time_total=4e6),
+              E(key="aten::copy_", self_cpu_time_total=2e6, self_device_time_total=3e6)]
+    assert matmul_seconds(events, "cpu") == pytest.approx(3 + 5 + 0.001 + 1)
+    assert matmul_seconds(events, "cuda") == pytest.approx(2 + 1 + 0.5)
 
 
 def test_bench_jsonl_out_appends_one_line_per_run(tmp_path):

@@ -10,7 +10,9 @@ files (flagged in the result: same FLOPs and speed, meaningless images).
 Per run: warm-up steps (excluded), N timed steps (median, spread, images/s), the time spent waiting
 for data between steps, peak memory (RSS on CPU, allocator peak on CUDA), FLOPs of one step counted by
 torch.utils.flop_counter, achieved FLOP/s, and the device's matmul peak measured in the same process
-(fp32 on CPU; bf16 and fp32 on CUDA) with the ratio.
+(fp32 on CPU; bf16 and fp32 on CUDA) with the ratio. With a profile, also the time split: the share of the
+step spent in convolutions and matmuls (the operations the FLOP counter counts) and their own FLOP rate, an
+upper bound on the whole step's ratio that no fusion of the other operations can pass.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import yaml
 RESULT_FIELDS = ("preset", "image_size", "batch_images", "batch_pairs", "device", "precision", "compile", "data", "steps",
                  "warmup", "step_s_median", "step_s_min", "step_s_max", "step_s_iqr", "images_per_s",
                  "data_s_median", "peak_memory_mb", "memory_kind", "gflop_per_step", "achieved_gflops",
-                 "matmul_peak_gflops", "peak_ratio", "cudnn_benchmark", "random_frozen_weights", "overrides",
+                 "matmul_peak_gflops", "peak_ratio", "time_split", "cudnn_benchmark", "random_frozen_weights", "overrides",
                  "machine")
 
 
@@ -150,6 +152,20 @@ def random_batches(config: dict, num_classes: int, device: str):
 
 # ---- timing ----
 
+def matmul_seconds(events, device: str) -> float:
+    """Seconds of profiled time in the operations whose FLOPs the FLOP counter counts: convolutions (forward
+    and backward) and matrix multiplies, each by its own (self) time on `device`, without the operations it
+    calls (a convolution backward's bias-gradient sum, its layout copies). `events`: key_averages()."""
+    total = 0.0
+    for e in events:
+        if "conv" in e.key or e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
+            if device == "cuda":
+                total += getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+            else:
+                total += e.self_cpu_time_total
+    return total / 1e6
+
+
 class _Timer:
     """Lightning callback: step times (batch start → batch end, device synchronised), data waits (batch
     end → next batch start), FLOPs of one step after the timed ones, and an optional profiler trace."""
@@ -159,6 +175,7 @@ class _Timer:
         self.step_s: list[float] = []
         self.data_s: list[float] = []
         self.flops = 0
+        self.matmul_s = None  # profiled: seconds per step in convolutions and matmuls
         self.i = 0
         self._t = self._end = None
         self._mode = None
@@ -222,6 +239,7 @@ class _Timer:
             except (AttributeError, KeyError, ValueError):  # older profilers call it self_cuda_time_total
                 table = self._mode.key_averages().table(sort_by="self_cuda_time_total", row_limit=40)
             (out / "ops.txt").write_text(table)
+            self.matmul_s = matmul_seconds(self._mode.key_averages(), self.device) / 2
         self.i += 1
         if self.i >= self.total:
             trainer.should_stop = True
@@ -296,6 +314,13 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         peaks["bf16"] = matmul_peak(device, torch.bfloat16)
     ref = "bf16" if "bf16" in precision and device == "cuda" else "fp32"
     achieved = timer.flops / med / 1e9
+    # where the step's time goes (profiled runs): the convolutions' and matmuls' share of the step, and their
+    # own FLOP rate against the peak, the ratio the whole step would reach if nothing else took any time
+    split = None
+    if timer.matmul_s:
+        rate = timer.flops / timer.matmul_s / 1e9
+        split = {"matmul_s_per_step": timer.matmul_s, "matmul_share": timer.matmul_s / med,
+                 "matmul_gflops": rate, "matmul_peak_ratio": rate / peaks[ref]}
     return {
         "preset": preset, "image_size": size, "batch_images": 2 * pairs, "batch_pairs": pairs, "device": device, "precision": precision,
         "compile": compile, "data": data, "steps": steps, "warmup": warmup,
@@ -305,7 +330,7 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         "peak_memory_mb": round(peak_mb, 1), "memory_kind": kind,
         "gflop_per_step": timer.flops / 1e9, "achieved_gflops": achieved,
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "peak_ratio": achieved / peaks[ref],
-        "peak_ratio_of": ref, "cudnn_benchmark": device == "cuda", "random_frozen_weights": frozen, "overrides": list(overrides),
+        "peak_ratio_of": ref, "time_split": split, "cudnn_benchmark": device == "cuda", "random_frozen_weights": frozen, "overrides": list(overrides),
         "machine": {**machine(), "load_1min_start": load_start},
     }
 
@@ -318,7 +343,14 @@ def summary(r: dict) -> str:
             f"{r['data_s_median'] * 1e3:.1f} ms, {r['gflop_per_step']:.1f} GFLOP/step, "
             f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['peak_ratio']:.0f} % of {r['peak_ratio_of']} "
             f"matmul peak {r['matmul_peak_gflops'][r['peak_ratio_of']]:.1f}, peak memory "
-            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {r['machine'].get('load_1min_start', '?')}→{r['machine']['load_1min']}{flag}")
+            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {r['machine'].get('load_1min_start', '?')}→{r['machine']['load_1min']}{flag}"
+            + (f"; profiled: {split_summary(r['time_split'])}" if r.get("time_split") else ""))
+
+
+def split_summary(split: dict) -> str:
+    return (f"convolutions and matmuls {100 * split['matmul_share']:.0f} % of the step at "
+            f"{split['matmul_gflops']:,.1f} GFLOP/s = {100 * split['matmul_peak_ratio']:.0f} % of the peak "
+            f"(the step's ratio if all else took no time)")
 
 
 def bench_main(args) -> int:
