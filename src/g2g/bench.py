@@ -155,10 +155,13 @@ def random_batches(config: dict, num_classes: int, device: str):
 def matmul_seconds(events, device: str) -> float:
     """Seconds of profiled time in the operations whose FLOPs the FLOP counter counts: convolutions (forward
     and backward) and matrix multiplies, each by its own (self) time on `device`, without the operations it
-    calls (a convolution backward's bias-gradient sum, its layout copies). `events`: key_averages()."""
+    calls (a convolution backward's bias-gradient sum, its layout copies). `events`: key_averages(). Only
+    aten operations: on CUDA the kernels they launch are events too (some named after convolutions), and
+    their time is already the operation's own."""
     total = 0.0
     for e in events:
-        if "conv" in e.key or e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
+        if e.key.startswith("aten::") and ("conv" in e.key or e.key in ("aten::mm", "aten::addmm", "aten::bmm",
+                                                                        "aten::baddbmm")):
             if device == "cuda":
                 total += getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
             else:
