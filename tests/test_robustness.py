@@ -78,6 +78,7 @@ def _image_files(d: Path) -> dict[str, Path]:
     put("corrupt.jpg", jpg[:400] + bytes(60) + jpg[460:])
     put("header_only.png", png[:33])
     put("bomb.png", _raw_png(50_000, 50_000, 8, 2, b"\0" * 100))
+    put("sliver.png", _raw_png(9, 9_000_000, 8, 2, b"\0" * 100))
     put("grey.png", image=rgb.convert("L"))
     put("rgba.png", image=rgb.convert("RGBA"))
     put("palette.png", image=rgb.convert("P"))
@@ -256,6 +257,8 @@ IMAGE_ERRORS = [
     ("corrupt.jpg", "JPEG with 60 zeroed bytes in the scan data", ("cannot read image",)),
     ("header_only.png", "PNG signature and header only", ("cannot read image",)),
     ("bomb.png", "PNG header declaring 50000 × 50000 px (decompression bomb)", ("cannot read image", "exceeds limit")),
+    ("sliver.png", "PNG header declaring 9 × 9,000,000 px (within PIL's limit; refused before decoding)",
+     ("cannot read image", "9 × 9000000 px, more than 100 times as long as it is wide")),
 ]
 IMAGE_HANDLED = [
     ("grey.png", "greyscale PNG (L)", "converted to RGB"),

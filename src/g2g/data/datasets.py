@@ -72,15 +72,27 @@ class DigitsDataset(Dataset):
 # --- Image files ---------------------------------------------------------------------------------
 
 
+# Longest side over shortest side beyond which a file is refused from its header, before it is decoded.
+# Resizing the shorter side to the model's size multiplies the longer one alike, so a 9 × 10,000,000 px
+# header of a few hundred bytes (within PIL's decompression-bomb limit) became a 16 × 18-million px
+# intermediate: 12 s and about 1 GB for one 16 px image. No photo of an object is 100 times as long as wide.
+MAX_ASPECT = 100
+
+
 def _open_rgb(path: Path) -> Image.Image:
     """Decode an image file fully and convert it to 8-bit RGB; ValueError naming the file if unreadable."""
     try:
         with Image.open(path) as img:
-            img.load()  # decode now: Image.open only reads the header, so truncation shows up here
-            return _to_rgb(img)
+            w, h = img.size
+            sliver = min(w, h) > 0 and max(w, h) > MAX_ASPECT * min(w, h)
+            if not sliver:
+                img.load()  # decode now: Image.open only reads the header, so truncation shows up here
+                return _to_rgb(img)
     except Exception as e:  # malformed files make decoders raise almost anything (struct.error, IndexError, ...)
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(f"cannot read image {path}: {reason} (not an image, truncated or corrupt)") from e
+    raise ValueError(f"cannot read image {path}: it is {w} × {h} px, more than {MAX_ASPECT} times as long as "
+                     f"it is wide; crop it around the object first")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
