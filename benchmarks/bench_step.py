@@ -66,12 +66,17 @@ def run_suite(device: str, only: list[str] | None) -> None:
             subprocess.run(cmd, env=env, check=True)
 
 
+def _run(r: dict) -> str:
+    """The first four columns of a row: which step was measured."""
+    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
+            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} |")
+
+
 def _row(r: dict) -> str:
     m = r["machine"]
     where = m.get("gpu") or f"{m['cpu']}, {m['torch_threads']} threads"
     peak = r["matmul_peak_gflops"][r.get("peak_ratio_of", "fp32")]
-    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} | {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
+    return (f"{_run(r)} {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
             f"{r['step_s_max']:.3f}, n={r['steps']}) | {r['images_per_s']:.1f} | {1e3 * r['data_s_median']:.1f} | "
             f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:,.1f} | {peak:,.1f} | {100 * r['peak_ratio']:.0f} % | "
             f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; code {m.get('code', '?')}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
@@ -98,9 +103,7 @@ def verdict(runs: list[dict]) -> list[str]:
 
 def _split_row(r: dict) -> str:
     split, m = r["time_split"], r["machine"]
-    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} | "
-            f"{100 * r['peak_ratio']:.0f} % | {1e3 * split['matmul_s_per_step']:,.0f} ms = {100 * split['matmul_share']:.0f} % | "
+    return (f"{_run(r)} {100 * r['peak_ratio']:.0f} % | {1e3 * split['matmul_s_per_step']:,.0f} ms = {100 * split['matmul_share']:.0f} % | "
             f"{split['matmul_gflops']:,.1f} | {100 * split['matmul_peak_ratio']:.0f} % | "
             f"{m.get('gpu') or m['cpu']}; code {m.get('code', '?')} |")
 
