@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test` (which runs `make lint` first).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ $(BIN)/g2g: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet 'torch==2.14.1' 'torchvision==0.29.1' || $(BIN)/pip install --quiet torch torchvision
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $(BIN)/g2g
 
 venv: $(BIN)/g2g
@@ -16,10 +16,15 @@ venv: $(BIN)/g2g
 demo: venv
 	$(BIN)/g2g demo --out outputs/demo
 
-test: venv
-	$(BIN)/python -m pytest -q
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+# PYTEST_ARGS: e.g. PYTEST_ARGS='-p random_order --random-order-bucket=global --random-order-seed=1'
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-.PHONY: venv demo test test-fast
+.PHONY: venv demo lint test test-fast

@@ -6,7 +6,8 @@
 
 Each run of the suite is `g2g bench ... --out benchmarks/results/NAME.json` in its own process (a run's
 peak RSS is its own). The docs table is generated from those JSON files, each row with the machine and
-the load it was measured under; nothing in it is typed by hand.
+the load it was measured under; nothing in it is typed by hand. Its prose is templates/performance.md and
+templates/performance_time_split.md.
 """
 from __future__ import annotations
 
@@ -19,26 +20,27 @@ import sys
 import tempfile
 from pathlib import Path
 
+from doc_template import block, render
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = ROOT / "docs" / "performance.md"
 
-# (preset, size, batch in images = 2 × pairs, extra `g2g bench` options): the table of the Speed issue
+# (preset, size, batch in images = 2 × pairs, extra `g2g bench` options): the standard table
 SUITE = [
     ("g2g", 32, 32, ["--data", "preset", "--steps", "20"]),   # the preset as `g2g train` runs it on `shapes`
     ("g2g", 64, 8, []), ("g2g", 64, 8, ["--compile", "--warmup", "5"]), ("g2g", 128, 8, []),
     ("cyclefunit", 64, 8, ["--steps", "5", "--warmup", "2"]), ("cyclefunit", 128, 8, ["--steps", "3", "--warmup", "1"]),
-    ("cyclefunit-id", 224, 4, ["--steps", "5", "--warmup", "1"]),   # the issue's reference: batch 4 = 2 pairs
+    ("cyclefunit-id", 224, 4, ["--steps", "5", "--warmup", "1"]),   # the reference step: batch 4 = 2 pairs
 ]
 
-
-# the issue's CPU targets for the reference step (cyclefunit-id, 224 px, batch 4 = 2 pairs)
+# the CPU targets for the reference step (cyclefunit-id, 224 px, batch 4 = 2 pairs)
 TARGET_RUN, TARGET_GFLOP, TARGET_RATIO = ("cyclefunit-id", 224, 2), 3700.0, 0.70
 
 
 def machine_slug(cpu: str) -> str:
     """'AMD EPYC 7B13' → 'amd-epyc', 'Intel(R) Xeon(R) Processor @ 2.50GHz' → 'intel-xeon': the suite keeps each
-    machine's results in its own files (sessions land on different machines of the same size)."""
+    machine's results in its own files (runs land on different machines of the same size)."""
     words = [w for w in re.sub(r"\(r\)|\(tm\)", "", cpu.lower()).replace("@", " ").split() if w.isalpha()]
     return "-".join(words[:2]) or "unknown-cpu"
 
@@ -53,7 +55,7 @@ def run_suite(device: str, only: list[str] | None) -> None:
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     sys.path.insert(0, str(ROOT / "src"))
-    from g2g.bench import machine
+    from g2g.bench_timing import machine
     slug = machine_slug(machine()["cpu"]) if device == "cpu" else ""
     for preset, size, batch, extra in SUITE:
         if only and preset not in only:
@@ -68,8 +70,9 @@ def run_suite(device: str, only: list[str] | None) -> None:
 
 def _run(r: dict) -> str:
     """The first four columns of a row: which step was measured."""
-    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | {r['device']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''}{''.join(' ' + o for o in r.get('overrides', []))} |")
+    return (f"| {r['preset']} | {r['image_size']} | {2 * r['batch_pairs']} ({r['batch_pairs']}) | "
+            f"{r['device']} {r['precision']}{' compiled' if r['compile'] else ''}"
+            f"{''.join(' ' + o for o in r.get('overrides', []))} |")
 
 
 def _row(r: dict) -> str:
@@ -79,12 +82,13 @@ def _row(r: dict) -> str:
     return (f"{_run(r)} {r['step_s_median']:.3f} ({r['step_s_min']:.3f}–"
             f"{r['step_s_max']:.3f}, n={r['steps']}) | {r['images_per_s']:.1f} | {1e3 * r['data_s_median']:.1f} | "
             f"{r['gflop_per_step']:,.1f} | {r['achieved_gflops']:,.1f} | {peak:,.1f} | {100 * r['peak_ratio']:.0f} % | "
-            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; code {m.get('code', '?')}; load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
+            f"{r['peak_memory_mb']:,.0f} | {where}; torch {m['torch']}; code {m.get('code', '?')}; "
+            f"load {m.get('load_1min_start', '?')}→{m['load_1min']} | "
             f"{', '.join(r['random_frozen_weights']) or '–'} |")
 
 
 def verdict(runs: list[dict]) -> list[str]:
-    """One line per CPU model: the reference step's FLOPs and share of the matmul peak against the issue's
+    """One line per CPU model: the reference step's FLOPs and share of the matmul peak against the
     targets, from its best-loaded (lowest start load) run on that machine."""
     ref = [r for r in runs if r["device"] == "cpu" and not r["compile"] and not r.get("overrides")
            and (r["preset"], r["image_size"], r["batch_pairs"]) == TARGET_RUN]
@@ -103,7 +107,8 @@ def verdict(runs: list[dict]) -> list[str]:
 
 def _split_row(r: dict) -> str:
     split, m = r["time_split"], r["machine"]
-    return (f"{_run(r)} {100 * r['peak_ratio']:.0f} % | {1e3 * split['matmul_s_per_step']:,.0f} ms = {100 * split['matmul_share']:.0f} % | "
+    return (f"{_run(r)} {100 * r['peak_ratio']:.0f} % | "
+            f"{1e3 * split['matmul_s_per_step']:,.0f} ms = {100 * split['matmul_share']:.0f} % | "
             f"{split['matmul_gflops']:,.1f} | {100 * split['matmul_peak_ratio']:.0f} % | "
             f"{m.get('gpu') or m['cpu']}; code {m.get('code', '?')} |")
 
@@ -114,72 +119,12 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
              for line in p.read_text().splitlines() if line.strip()]
     runs.sort(key=lambda r: (r["device"], r["preset"], r["image_size"], r["batch_pairs"], r["compile"],
                              r.get("overrides", [])))
-    lines = [
-        "# Performance",
-        "",
-        "Generated by `python benchmarks/bench_step.py --write-docs` from `benchmarks/results/*.json` and `*.jsonl`",
-        "(each written by `g2g bench ... --out`; the GPU sweep by `benchmarks/gpu_check.sh`); do not edit by hand.",
-        "",
-        "A step is one G2GModule training step as `g2g train --preset NAME` runs it: the G2G pass, the critic",
-        "update, the generator update and the EMA update, with the preset's networks at the given image size.",
-        "Every term of the preset is on from the first step (g2g's long reconstruction, which a run adds at a",
-        "quarter of its time, too). Batches are random tensors of the preset's shapes (data time then measures",
-        "the loader's overhead only), except the 32 px `g2g` row: the `shapes` data module, as `g2g train` runs it;",
-        "frozen networks without weight files here have random weights (last column: same FLOPs, same speed).",
-        "Batch: images per step as the original implementation counted them (batch 4 = 2 pairs). Sessions land",
-        "on 2-core machines of different CPU models; each row names its machine (the suite keeps each model's",
-        "results in its own files), and the `g2g` rows of different code versions are different networks",
-        "(the Intel rows predate the sprite generator of the `g2g` preset). Step time:",
-        "median over n timed steps after warm-up (min–max in brackets); images/s counts both images of each pair. FLOPs: `torch.utils.flop_counter` over one step (forward and backward, 2 per",
-        "multiply-add). Peak: the best n×n fp32 matmul, n = 2048 and 4096 (bf16 under bf16-mixed on CUDA) measured in the same",
-        "process; ratio = achieved FLOP/s ÷ that peak. Memory: peak RSS of the process on CPU, the CUDA",
-        "allocator's peak on GPU. Load: the 1-minute load average at the start → end of the run (the machine is shared:",
-        "with 2 cores, a load above 2 means the run competed for them).",
-        "What makes the step fast without changing what it computes (tests/test_step_equivalence.py): no",
-        "per-image loops; decodes that share a call are batched (mixed and short reconstructions in one",
-        "decoder call, long reconstructions in another); frozen networks run only to the layer used, and",
-        "their targets under no_grad; FUNIT's decoder computes nearest-upsampling + 5×5 convolution as one",
-        "3×3 convolution per output phase on the low-resolution map (9/25 of the FLOPs, exact borders); on",
-        "CUDA bf16-mixed by default; `--set model.channels_last=true` and `--compile` are measured switches.",
-        "Instance normalisation runs as group normalisation with one group per channel (the same function,",
-        "2-3x faster on this CPU and kept in channels-last); under bf16 autocast it stays bf16 (autocast alone",
-        "runs it in fp32, with two full-size casts), and AdaIN's per-sample affine map is one addcmul.",
-        "`code` is `git describe` of the measured checkout.",
-        "CUDA rows: `benchmarks/gpu_check.sh` on a lent H200 (its log and the profiler table of the 128 px",
-        "cyclefunit step at batch 64 are beside the results); cuDNN autotuning on; the machine's torch was",
-        "its own (2.11). Where the profile says the GPU time goes, and what was tried: docs/experiments.md.",
-        "",
-        "The issue's CPU targets for `cyclefunit-id` at 224 px, batch 4 (the original: 4,072 GFLOP/step at 61 %",
-        "of the matmul peak), on each CPU measured (the machine's two cores; its least-loaded run):",
-        "",
-        *verdict(runs),
-        "",
-        "| preset | px | batch (pairs) | device | s/step | images/s | data ms | GFLOP/step | GFLOP/s | peak GFLOP/s "
-        "| of peak | peak MB | machine | random weights |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *[_row(r) for r in runs],
-        "",
-    ]
+    text = render("performance.md", verdict=block(verdict(runs)), rows=block([_row(r) for r in runs]))
     profiled = [r for r in runs if r.get("time_split")]
     if profiled:
-        lines += [
-            "## Where the step's time goes",
-            "",
-            "Runs with a profile of two more steps (`g2g bench --profile`; the suite profiles every run): the",
-            "time of the operations whose FLOPs are counted (convolutions forward and backward, matrix",
-            "multiplies; each by its own time on the device, without the operations it calls) per step and as a",
-            "share of the median step, and their own FLOP rate against the same run's peak. That last ratio is",
-            "what the whole step would reach if everything else (normalisation, padding, activations, copies,",
-            "the optimizer) took no time: no fusion of the other operations can take the step past it.",
-            "",
-            "| preset | px | batch (pairs) | device | step: of peak | convolutions + matmuls | their GFLOP/s "
-            "| their share of peak | machine |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *[_split_row(r) for r in profiled],
-            "",
-        ]
+        text += "\n" + render("performance_time_split.md", rows=block([_split_row(r) for r in profiled]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    out.write_text(text)
     return out
 
 

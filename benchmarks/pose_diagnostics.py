@@ -14,7 +14,7 @@ object radius):
   and the same with only the pose read back from m1 (class code of x1) or only the class code read back
   from m2 (pose of x1).
 A double swap reads generated images twice, so its loss over the short reconstruction follows the read-back
-noise of generated images, not the pose noise on real ones (docs/experiments.md, session 12).
+noise of generated images, not the pose noise on real ones.
 Poses are read as the model reads them at inference, with its pose fit (`n_fit`); `--fit N` overrides the
 number of fit steps (`--fit 0`: the encoder alone).
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from g2g.data.shapes import (N_SCHEMES, RADIUS_RANGE, ROTATION_RANGE, SHAPE_NAMES,  # noqa: E402
                              ShapesDataset)
-from g2g.evaluation.report import _batched, make_pairs  # noqa: E402
+from g2g.evaluation.pairs import batched, make_pairs  # noqa: E402
 from g2g.inference import load  # noqa: E402
 from g2g.networks.generator import Generator  # noqa: E402
 from g2g.networks import sprite  # noqa: E402
@@ -64,7 +64,7 @@ def affine_residuals(pose: torch.Tensor, truth: torch.Tensor, labels: torch.Tens
 
 def rms(error: torch.Tensor) -> dict:
     """Per-number rms of (N, 4) pixel errors, by name."""
-    return {name: round(v, 4) for name, v in zip(NAMES, error.pow(2).mean(0).sqrt().tolist())}
+    return {name: round(v, 4) for name, v in zip(NAMES, error.pow(2).mean(0).sqrt().tolist(), strict=True)}
 
 
 @torch.no_grad()
@@ -77,31 +77,31 @@ def diagnose(gen, images: torch.Tensor, labels: torch.Tensor, factors: torch.Ten
     def geometry(codes):
         return codes[:, :sprite.POSE_GEOMETRY]
 
-    def batched(fn, *tensors):  # `g2g eval`'s chunking
-        return _batched(fn, *tensors, chunk=chunk)
+    def in_chunks(fn, *tensors):  # `g2g eval`'s chunking
+        return batched(fn, *tensors, chunk=chunk)
 
-    code = batched(gen.encode_class, images)
-    pose = batched(gen.encode_content, images, code)  # a pose fit (n_fit) uses these class codes
-    x_hat = batched(gen.decode, pose, code)
+    code = in_chunks(gen.encode_class, images)
+    pose = in_chunks(gen.encode_content, images, code)  # a pose fit (n_fit) uses these class codes
+    x_hat = in_chunks(gen.decode, pose, code)
     out = {"image_size": size, "n_images": len(images), "unit": "pixels a point of the object moves"}
     out["real_pose_noise_px"] = rms(affine_residuals(geometry(pose), true_pose(factors, size), labels) * px)
-    out["short_readback_px"] = rms((geometry(batched(gen.encode_content, x_hat)) - geometry(pose)) * px)
+    out["short_readback_px"] = rms((geometry(in_chunks(gen.encode_content, x_hat)) - geometry(pose)) * px)
 
     i, j = make_pairs(labels, n_pairs, seed)
     a1, a2, b1, b2 = pose[i], pose[j], code[i], code[j]
-    m1, m2 = batched(gen.decode, a1, b2), batched(gen.decode, a2, b1)
-    a_m1, b_m2 = batched(gen.encode_content, m1), batched(gen.encode_class, m2)
+    m1, m2 = in_chunks(gen.decode, a1, b2), in_chunks(gen.decode, a2, b1)
+    a_m1, b_m2 = in_chunks(gen.encode_content, m1), in_chunks(gen.encode_class, m2)
     readback = (geometry(a_m1) - geometry(a1)) * px
     out["mixed_readback_px"] = rms(readback)
     shapes = labels[j] // N_SCHEMES
     out["mixed_readback_mean_px_by_drawn_shape"] = {
-        name: {k: round(v, 4) for k, v in zip(NAMES, readback[shapes == s].mean(0).tolist())}
+        name: {k: round(v, 4) for k, v in zip(NAMES, readback[shapes == s].mean(0).tolist(), strict=True)}
         for s, name in enumerate(SHAPE_NAMES) if (shapes == s).any()}
 
     x1 = images[i]
     short = (x_hat[i] - x1).abs().mean().item()
-    ratio = {"double_swap": batched(gen.decode, a_m1, b_m2), "pose_read_back_only": batched(gen.decode, a_m1, b1),
-             "class_read_back_only": batched(gen.decode, a1, b_m2)}
+    ratio = {"double_swap": in_chunks(gen.decode, a_m1, b_m2), "pose_read_back_only": in_chunks(gen.decode, a_m1, b1),
+             "class_read_back_only": in_chunks(gen.decode, a1, b_m2)}
     out["short_l1"] = round(short, 5)
     out["to_short_l1"] = {name: round((im - x1).abs().mean().item() / short, 4) for name, im in ratio.items()}
     return out

@@ -36,7 +36,7 @@ from lightning.pytorch import Callback
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from g2g.cli import preset_path  # noqa: E402
+from g2g.configs import load_preset, preset_args, preset_files  # noqa: E402
 from g2g.inference import export_generator  # noqa: E402
 
 QUESTION = "Does the G2G cross-training cycle (long reconstruction) help disentanglement?"
@@ -114,14 +114,14 @@ def run_dir(out_dir: Path, dataset: str, variant: str, seed: int) -> Path:
     return out_dir / dataset / slug(variant) / f"seed{seed}"
 
 
-def judge_file(out_dir: Path, dataset: str, size: int, seed: int, seconds: float) -> Path:
-    return out_dir / "judges" / f"{dataset}-{size}px-seed{seed}-{seconds:g}s.pt"
+def judge_file(out_dir: Path, dataset: str, size: int, seed: int, steps: int) -> Path:
+    return out_dir / "judges" / f"{dataset}-{size}px-seed{seed}-{steps}steps.pt"
 
 
-def train_judge(out_dir: Path, dataset: str, size: int, seed: int, seconds: float) -> None:
+def train_judge(out_dir: Path, dataset: str, size: int, seed: int, steps: int) -> None:
     from g2g.evaluation.report import independent_classifier
-    classifier = independent_classifier(dataset, size, seed=seed, classifier_seconds=seconds)
-    path = judge_file(out_dir, dataset, size, seed, seconds)
+    classifier = independent_classifier(dataset, size, seed=seed, classifier_steps=steps)
+    path = judge_file(out_dir, dataset, size, seed, steps)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(classifier.state_dict(), path)
 
@@ -173,10 +173,11 @@ def summary(report: dict) -> dict:
 
 def run_one(variant: str, dataset: str, seed: int, args) -> dict:
     """Train, snapshot, evaluate one run; writes and returns its record (run.json)."""
-    from g2g.bench import machine
+    from g2g.bench_timing import machine
     from g2g.data.datamodule import make_dataset
     from g2g.demo import grid_figure
-    from g2g.evaluation.report import make_pairs, run_eval
+    from g2g.evaluation.pairs import make_pairs
+    from g2g.evaluation.report import run_eval
     from g2g.inference import load
     from g2g.training import run_training
     torch.set_num_threads(args.threads)
@@ -187,7 +188,7 @@ def run_one(variant: str, dataset: str, seed: int, args) -> dict:
         shutil.rmtree(here / old, ignore_errors=True)
     exports = {"class_path": "quality.TimedExports",
                "init_args": {"dirpath": str(here / "snapshots"), "budget_s": args.budget, "intervals": args.points}}
-    run_training(["--config", str(preset_path("g2g")), "--data.dataset", dataset,
+    run_training([*preset_args("g2g"), "--data.dataset", dataset,
                   "--seed_everything", str(seed), "--model.seed", str(seed), "--data.seed", str(seed),
                   "--trainer.max_time", max_time(args.budget),
                   "--trainer.default_root_dir", str(here / "train"), "--trainer.enable_progress_bar", "false",
@@ -196,7 +197,7 @@ def run_one(variant: str, dataset: str, seed: int, args) -> dict:
     points = json.loads((here / "snapshots" / "points.json").read_text())
     model = load(here / "snapshots" / points[-1]["file"])
     size = model.config.image_size
-    classifier = load_judge(judge_file(args.out_dir, dataset, size, seed, args.classifier_seconds))
+    classifier = load_judge(judge_file(args.out_dir, dataset, size, seed, args.classifier_steps))
     test = make_dataset(dataset, "test", size, seed=seed)  # run_eval's main split
     i, j = make_pairs(test.labels, CURVE_PAIRS, seed)
     target = None
@@ -223,7 +224,7 @@ def code_digest() -> str:
     """sha256 (16 hex digits) of the preset and of the package's source: a run made with other code or another
     preset is not reused."""
     h = hashlib.sha256()
-    for path in [preset_path("g2g"), *sorted((ROOT / "src" / "g2g").rglob("*.py"))]:
+    for path in [*preset_files("g2g"), *sorted((ROOT / "src" / "g2g").rglob("*.py"))]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -231,7 +232,7 @@ def code_digest() -> str:
 def run_settings(args, variant: str) -> dict:
     """What a run's numbers depend on besides variant, dataset and seed: a run is reused only when equal."""
     return {"code": code_digest(), "budget_s": args.budget, "threads": args.threads, "points": args.points,
-            "classifier_seconds": args.classifier_seconds, "overrides": [*VARIANTS[variant].overrides, *args.overrides],
+            "classifier_steps": args.classifier_steps, "overrides": [*VARIANTS[variant].overrides, *args.overrides],
             "eval": {**EVAL, "k_shots": list(EVAL["k_shots"])}, "curve_pairs": CURVE_PAIRS}
 
 
@@ -239,8 +240,7 @@ def run_settings(args, variant: str) -> dict:
 
 def image_size(overrides: list[str]) -> int:
     """data.image_size of the runs: the last `--data.image_size N` (or =N) of the overrides, else the preset's."""
-    import yaml
-    size = yaml.safe_load(preset_path("g2g").read_text())["data"]["image_size"]
+    size = load_preset("g2g")["data"]["image_size"]
     for k, arg in enumerate(overrides):
         if arg.startswith("--data.image_size="):
             size = int(arg.split("=", 1)[1])
@@ -255,7 +255,7 @@ def _process(argv: list[str], args, log: Path) -> tuple[int, float]:
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     common = ["--budget", str(args.budget), "--threads", threads, "--points", str(args.points),
-              "--classifier-seconds", str(args.classifier_seconds), "--out-dir", str(args.out_dir)]
+              "--classifier-steps", str(args.classifier_steps), "--out-dir", str(args.out_dir)]
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log, "w") as f:
@@ -274,7 +274,7 @@ def run_benchmark(args) -> dict:
     started, load_start = now(), round(os.getloadavg()[0], 2)
     size, seeds = image_size(args.overrides), range(args.seeds)
     judges = [(d, s) for d in args.datasets for s in seeds
-              if not judge_file(args.out_dir, d, size, s, args.classifier_seconds).is_file()]
+              if not judge_file(args.out_dir, d, size, s, args.classifier_steps).is_file()]
     todo, records = [], {}
     for d in args.datasets:
         for v in args.variants:
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--points", type=int, default=4,
                    help="curve intervals per run: an export every budget/N s (default: %(default)s)")
-    p.add_argument("--classifier-seconds", type=float, default=60.0,
-                   help="training time of each independent classifier (default: %(default)s)")
+    p.add_argument("--classifier-steps", type=int, default=3300,
+                   help="training steps of each independent classifier (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=Path("outputs/quality"), help="run folders and results.json")
     p.add_argument("--write-docs", action="store_true", help="write results.md and results_*.png into --docs-dir")
     p.add_argument("--docs-dir", type=Path, default=ROOT / "docs", help="(default: docs/ of this checkout)")
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--budget, --seeds, --threads, --jobs and --points must be at least 1")
     if args.judge:
         dataset, seed = args.judge[0], int(args.judge[1])
-        train_judge(args.out_dir, dataset, image_size(args.overrides), seed, args.classifier_seconds)
+        train_judge(args.out_dir, dataset, image_size(args.overrides), seed, args.classifier_steps)
         return 0
     if args.run:
         run_one(args.run[0], args.run[1], int(args.run[2]), args)

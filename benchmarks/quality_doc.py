@@ -1,5 +1,6 @@
 """docs/results.md from the records of benchmarks/quality.py: the answer to its question, the tables,
-the metric-vs-time plots and the class × content grids. Nothing in the doc is typed by hand."""
+the metric-vs-time plots and the class × content grids. Nothing in the doc is typed by hand: its numbers
+come from the records, its prose from templates/results*.md."""
 from __future__ import annotations
 
 import shutil
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from doc_template import block, render
 from g2g.evaluation.intervals import seed_ci
 from quality import COLUMNS, CURVES, EVIDENCE, QUESTION, WITH_LONG, WITHOUT_LONG, slug
 
@@ -121,9 +123,9 @@ def plot_curves(runs: list[dict], dataset: str, variants: list[str], out: Path) 
     keys = [k for k in CURVES if any(k in p for r in ok for p in r["curve"])]
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
     colours = plt.get_cmap("tab10").colors
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         scale = 100 if key == "class_transfer" else 1
-        for colour, variant in zip(colours, variants):
+        for colour, variant in zip(colours, variants, strict=False):  # 10 colours
             mine = [r["curve"] for r in ok if r["variant"] == variant]
             if not mine:
                 continue
@@ -163,86 +165,63 @@ def _machine(results: dict) -> str:
             f"for a core).")
 
 
+def head(results: dict, variants: list[str]) -> str:
+    """The doc down to the per-dataset sections: the answer, the machine, the variants and how it was measured."""
+    runs, budget = results["runs"], results["budget_s"]
+    done = [r for r in runs if "error" not in r]
+    seconds = {key: f"{np.mean([r[key] for r in done if key in r] or [np.nan]):.0f}" for key in
+               ("train_seconds", "eval_seconds", "wall_seconds")}
+    table = results["variant_table"]
+    rows = [f"| `{v}` | {table[v]['change']} | {' '.join(table[v]['overrides']) or '–'} |" for v in variants]
+    e = results["eval"]
+    return render("results.md", command=results["command"], started=results["started"],
+                  finished=results["finished"], results_json=Path(results["out_dir"]) / "results.json",
+                  question=QUESTION, answer=answer(runs, budget)[1], machine=_machine(results), budget=budget,
+                  **seconds, variant_rows=block(rows), seeds=results["seeds"],
+                  overrides=" ".join(results["overrides"]) or "none", n_pairs=e["n_pairs"], n_probe=e["n_probe"],
+                  dci_repeats=e["dci_repeats"])
+
+
+def dataset_section(results: dict, dataset: str, variants: list[str], docs_dir: Path, runs_root: Path) -> list[str]:
+    """A dataset's table, its metric-vs-time figure and its class × content grids (figures written to docs_dir)."""
+    runs = results["runs"]
+    done = [r for r in runs if "error" not in r and r["dataset"] == dataset]
+    lines = ["", f"## {dataset}", "", *table(runs, dataset, variants), ""]
+    if done:
+        curve = plot_curves(runs, dataset, variants, docs_dir / f"results_curve_{dataset}.png")
+        lines += [render("results_curve.md", pairs=results["curve_pairs"], dataset=dataset, figure=curve.name), ""]
+    grids = []
+    for v in variants:
+        run = next((r for r in done if r["variant"] == v and r.get("grid")), None)
+        if run is not None and (runs_root / run["grid"]).is_file():
+            name = f"results_grid_{dataset}_{slug(v)}.png"
+            shutil.copyfile(runs_root / run["grid"], docs_dir / name)
+            grids.append(f"`{v}`<br>![{dataset} {v}]({name})")
+    if grids:
+        lines += [render("results_grids.md"), ""]
+        for k in range(0, len(grids), 3):
+            row = grids[k:k + 3]
+            lines += ["| " + " | ".join(row) + " |"] + (["|---" * len(row) + "|"] if k == 0 else [])
+    return lines
+
+
 def write_docs(results: dict, docs_dir: Path, runs_root: Path) -> Path:
     """docs_dir/results.md, results_curve_<dataset>.png and results_grid_<dataset>_<variant>.png from
-    the results of `quality.py` (grids copied from the run folders under runs_root)."""
-    runs, budget = results["runs"], results["budget_s"]
+    the results of `quality.py` (grids copied from the run folders under runs_root); the prose comes from
+    templates/results*.md."""
+    runs = results["runs"]
     datasets = [d for d in results["datasets"] if any(r["dataset"] == d for r in runs)]
     variants = [v for v in results["variants"] if any(r["variant"] == v for r in runs)]
-    done = [r for r in runs if "error" not in r]
-    _, sentence = answer(runs, budget)
-    seconds = {key: np.mean([r[key] for r in done if key in r] or [np.nan]) for key in
-               ("train_seconds", "eval_seconds", "wall_seconds")}
-    e = results["eval"]
-    lines = [
-        "# Results: the g2g preset and its ablations",
-        "",
-        f"Generated by `{results['command']}` ({results['started']} to {results['finished']}); do not edit by",
-        "hand. The same doc from the saved results, without training: `python benchmarks/quality.py --from-json "
-        f"{Path(results['out_dir']) / 'results.json'}`.",
-        "",
-        f"**{QUESTION}** {sentence}",
-        "",
-        _machine(results),
-        "",
-        f"Budget: {budget} s of training per run (`trainer.max_time`, counted from the start of the training loop; "
-        "start-up, data and evaluation come on top). On average a run trained for "
-        f"{seconds['train_seconds']:.0f} s, evaluated for {seconds['eval_seconds']:.0f} s and took "
-        f"{seconds['wall_seconds']:.0f} s in all.",
-        "",
-        "| variant | what differs from the preset | `g2g train` options |",
-        "|---|---|---|",
-        *[f"| `{v}` | {results['variant_table'][v]['change']} | "
-          f"{' '.join(results['variant_table'][v]['overrides']) or '–'} |" for v in variants],
-        "",
-        "How the numbers were measured:",
-        "",
-        f"- Each cell: mean ± half-width of the 95 % Student-t interval over {results['seeds']} seed(s). Seed s sets "
-        "seed_everything, model.seed and data.seed (initialisation, content noise, pair order, the shapes training "
-        "set or the digits split); each run is evaluated on its seed's test split. Extra `g2g train` options for "
-        f"every run: {' '.join(results['overrides']) or 'none'}.",
-        f"- `g2g eval` of the final EMA generator, lightened: {e['n_pairs']} test pairs of different classes, linear "
-        f"probes on {e['n_probe']} codes, no MLP probes, {e['dci_repeats']} DCI fit(s), no LPIPS or FID. One "
-        "independent classifier per dataset and seed judges every variant.",
-        "- swap PSNR: m1 = G(a1, b2) against the true render (shapes); reference: each target's mean colour spread "
-        "flat, and copying the content source x1.",
-        "- class transfer: the share of m1 that the classifier gives x2's class; reference: chance (1 / classes).",
-        "- class from content: held-out accuracy of a linear probe on content codes (goal: chance, the most common "
-        "class's share).",
-        "- DCI disentanglement of the class and content code blocks (shapes; 1 is ideal).",
-        "- double-swap / short L1: the long reconstruction's L1 error over the short one's on the same images "
-        "(1: the two swaps lose nothing more).",
-        "- short rec. PSNR: short reconstruction; steps: generator steps trained within the budget.",
-        "- Shapes: the 25 seen classes, or the 5 held-out ones (never trained on) where marked.",
-    ]
+    lines = [head(results, variants)]
     failed = [r for r in runs if "error" in r]
     if failed:
-        lines += ["", "Failed runs (left out of the table): " +
-                  "; ".join(f"{r['dataset']} {r['variant']} seed {r['seed']}: {r['error']}" for r in failed) + "."]
+        lines += ["", render("results_failed.md", runs="; ".join(
+            f"{r['dataset']} {r['variant']} seed {r['seed']}: {r['error']}" for r in failed))]
     docs_dir.mkdir(parents=True, exist_ok=True)
     for old in docs_dir.glob("results_*.png"):  # figures of an earlier doc (other variants or datasets)
         old.unlink()
     for d in datasets:
-        lines += ["", f"## {d}", "", *table(runs, d, variants), ""]
-        if any(r["dataset"] == d for r in done):
-            curve = plot_curves(runs, d, variants, docs_dir / f"results_curve_{d}.png")
-            lines += [f"Metric vs training time: swap PSNR and class transfer on {results['curve_pairs']} fixed "
-                      "test pairs, of the EMA "
-                      "generator exported during training; dashed: the reference levels.", "",
-                      f"![{d}: metric vs training time]({curve.name})", ""]
-        grids = []
-        for v in variants:
-            run = next((r for r in done if r["dataset"] == d and r["variant"] == v and r.get("grid")), None)
-            if run is not None and (runs_root / run["grid"]).is_file():
-                name = f"results_grid_{d}_{slug(v)}.png"
-                shutil.copyfile(runs_root / run["grid"], docs_dir / name)
-                grids.append(f"`{v}`<br>![{d} {v}]({name})")
-        if grids:
-            lines += ["Class × content grids (seed 0; row i: the class of test image i, column j: the content of "
-                      "test image j; first row and column: the real images):", ""]
-            for k in range(0, len(grids), 3):
-                row = grids[k:k + 3]
-                lines += ["| " + " | ".join(row) + " |"] + (["|---" * len(row) + "|"] if k == 0 else [])
+        lines += dataset_section(results, d, variants, docs_dir, runs_root)
     out = docs_dir / "results.md"
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -12,12 +12,13 @@ from pathlib import Path
 import torch
 
 from g2g.checkpoint import save_checkpoint
-from g2g.inference import atomic_write, export_generator
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.files import atomic_write
+from g2g.inference import export_generator
+from g2g.networks.generator import Generator, generator_config
 
 
 def write_rounds(out: Path, first: int, last: int) -> None:
-    gen = Generator(GeneratorConfig(image_size=16, nf=8, n_downs_content=2, n_res_content=0))
+    gen = Generator(generator_config(image_size=16, nf=8, n_downs_content=2, n_res_content=0))
     payload = torch.empty(1_000_000)  # 4 MB: a write takes long enough to be hit by a kill
     for i in range(first, last):
         payload.fill_(i)

@@ -45,7 +45,7 @@ def test_matmul_seconds_counts_own_time_of_convolutions_and_matmuls():
     and layout copies are its children, counted elsewhere); on CUDA the device's time, not the host's."""
     from types import SimpleNamespace as E
 
-    from g2g.bench import matmul_seconds
+    from g2g.bench_timing import matmul_seconds
     events = [E(key="aten::mkldnn_convolution", self_cpu_time_total=3e6, self_device_time_total=0),
               E(key="aten::convolution_backward", self_cpu_time_total=5e6, self_device_time_total=2e6),
               E(key="aten::cudnn_convolution", self_cpu_time_total=1e3, self_device_time_total=1e6),
@@ -70,7 +70,7 @@ def test_bench_jsonl_out_appends_one_line_per_run(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "nope"], "unknown preset 'nope'"),
-    (["--set", "model.lr_g"], "--set takes KEY=VALUE"),
+    (["--set", "model.optim.lr_g"], "--set takes KEY=VALUE"),
     (["--device", "cuda"], "no CUDA device"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--batch", "3"], "--batch counts images and a step takes pairs: give an even number"),

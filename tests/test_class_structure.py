@@ -3,10 +3,12 @@ half of the class code, colours from the other) and the class-centre term (`lamb
 import pytest
 import torch
 
+from helpers import make_module
+
 from g2g import losses
 from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
 from g2g.module import G2GModule
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks.generator import Generator, generator_config
 from g2g.networks import sprite
 from g2g.networks.sprite import SpriteDecoder
 
@@ -40,7 +42,7 @@ def test_palette_template_takes_its_layout_from_one_half_and_its_colours_from_th
 
 
 def test_palette_generator_draws_images_in_range_and_a_one_number_class_code_is_refused():
-    gen = Generator(GeneratorConfig(**SPRITE, n_parts=3))
+    gen = Generator(generator_config(**SPRITE, n_parts=3))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     out = gen.decode(gen.encode_content(x), gen.encode_class(x) * 5)
     assert out.shape == x.shape and out.abs().max() <= 1
@@ -72,7 +74,7 @@ def test_class_centre_is_the_mean_squared_distance_from_the_running_class_centre
 
 def test_class_centre_term_updates_the_running_centres_in_training_only():
     torch.manual_seed(0)
-    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_class_centre=0.5)
+    m = make_module(generator=generator_config(**SPRITE), num_classes=5, lambda_long=0.0, lambda_class_centre=0.5)
     x = torch.rand(6, 3, 16, 16) * 2 - 1
     batch = {"x1": x[:3], "x2": x[3:], "ref1": x[:3, None], "ref2": x[3:, None],
              "y1": torch.tensor([0, 1, 2]), "y2": torch.tensor([1, 2, 3])}
@@ -93,7 +95,7 @@ def test_class_centre_term_updates_the_running_centres_in_training_only():
 
 def test_layout_half_of_the_class_code_is_blind_to_which_channel_is_which():
     torch.manual_seed(0)
-    gen = Generator(GeneratorConfig(**SPRITE, n_parts=2))
+    gen = Generator(generator_config(**SPRITE, n_parts=2))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     code, permuted = gen.encode_class(x), gen.encode_class(x[:, [2, 0, 1]])
     assert code.shape == (3, 8)
@@ -127,12 +129,12 @@ def test_edge_view_sees_the_silhouette_whatever_the_colour_scheme():
     assert _spread("sorted", STAR_SCHEMES) > 0.25 * _spread("sorted", SHAPES_RED)
     edges = sprite.layout_view(render(torch.zeros(2, dtype=torch.long), _factors()[:2], 32), "edges")
     assert edges.shape == (2, 1, 32, 32) and edges.min() < 0.01 and edges.max() <= 1
-    gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="edges"))
+    gen = Generator(generator_config(**SPRITE, n_parts=2, layout_view="edges"))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     recoloured = x.flip(1) * -1  # channels swapped and negated: every colour changes, every edge stays
     torch.testing.assert_close(gen.encode_class(recoloured)[:, :4], gen.encode_class(x)[:, :4])
     with pytest.raises(ValueError, match="layout_view must be one of"):
-        GeneratorConfig(**SPRITE, n_parts=2, layout_view="hsv")
+        generator_config(**SPRITE, n_parts=2, layout_view="hsv")
 
 
 def test_figure_view_marks_the_object_against_the_border_colour():
@@ -154,7 +156,7 @@ def test_figure_view_marks_the_object_against_the_border_colour():
     assert (sprite.layout_view(frame, "figure")[1, 4:8, 4:8] < 1e-3).all()
 
     assert _spread("figure", STAR_SCHEMES) < 0.05 * _spread("figure", SHAPES_RED)
-    gen = Generator(GeneratorConfig(**SPRITE, n_parts=2, layout_view="figure"))
+    gen = Generator(generator_config(**SPRITE, n_parts=2, layout_view="figure"))
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     x[..., [0, -1], :], x[..., :, [0, -1]] = 0.2, 0.2  # a flat border: its median is exact
     recoloured = x.flip(1) * -1  # every colour changes; every edge and every distance from the border stays

@@ -1,4 +1,4 @@
-"""Crash safety (issue 6): a training run killed with SIGKILL resumes bit-exactly; kills while files are
+"""Crash safety: a training run killed with SIGKILL resumes bit-exactly; kills while files are
 being written never leave a broken checkpoint, model or metrics file; NaN/Inf stops or skips cleanly."""
 import json
 import os
@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import g2g
-from conftest import write_train_config
+from helpers import write_train_config
 from g2g import inference
 from g2g.checkpoint import load_checkpoint
 from g2g.cli import main

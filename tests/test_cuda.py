@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from helpers import make_module
+
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -10,12 +12,12 @@ def test_bf16_mixed_steps_train_fp32_weights(tmp_path, fit):
     """bf16 autocast through Lightning's precision flag: losses finite, weights stay fp32 and change."""
     import lightning as L
 
-    from conftest import MODULE_KWARGS, TINY
+    from helpers import MODULE_KWARGS, TINY
     from g2g.data.datamodule import G2GDataModule
     from g2g.module import G2GModule
-    from g2g.networks.generator import GeneratorConfig
+    from g2g.networks.generator import generator_config
 
-    module = G2GModule(generator=GeneratorConfig(**TINY), **MODULE_KWARGS)
+    module = make_module(generator=generator_config(**TINY), **MODULE_KWARGS)
     before = {k: v.clone() for k, v in module.generator.state_dict().items()}
     data = G2GDataModule(dataset="shapes", image_size=16, batch_size=4, steps_per_epoch=3, panel_size=2)
     trainer = L.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=3, logger=False,

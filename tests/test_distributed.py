@@ -5,10 +5,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from conftest import MODULE_KWARGS, TINY
+from helpers import MODULE_KWARGS, TINY, make_module
 from g2g.data.datamodule import G2GDataModule
 from g2g.module import G2GModule
-from g2g.networks.generator import GeneratorConfig
+from g2g.networks.generator import generator_config
 from g2g.training import ddp_strategy
 
 
@@ -30,7 +30,7 @@ class SaveRankState(Callback):
 
 def test_two_cpu_processes_keep_identical_weights(tmp_path):
     torch.manual_seed(0)
-    module = G2GModule(generator=GeneratorConfig(**TINY), **MODULE_KWARGS)
+    module = make_module(generator=generator_config(**TINY), **MODULE_KWARGS)
     initial = {k: v.clone() for k, v in module.state_dict().items()}
     data = G2GDataModule(dataset="shapes", image_size=16, batch_size=4, steps_per_epoch=2, panel_size=2)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy=ddp_strategy(spawn=True), max_steps=2,

@@ -5,7 +5,8 @@ import sys
 import torch
 
 from g2g.cli import main
-from g2g.evaluation.report import make_pairs, run_eval
+from g2g.evaluation.pairs import make_pairs
+from g2g.evaluation.report import run_eval
 from g2g.inference import export_generator
 from g2g.networks.generator import Generator
 
@@ -29,7 +30,7 @@ STAND_INS = {"lpips": lambda pred, target: (pred - target).abs().mean(dim=(1, 2,
 
 def test_report_on_shapes_has_every_section(tiny_config, tmp_path):
     path = _export(tiny_config, tmp_path)
-    report = run_eval(path, data="shapes", out_dir=tmp_path / "eval", n_pairs=200, classifier_seconds=3,
+    report = run_eval(path, data="shapes", out_dir=tmp_path / "eval", n_pairs=200, classifier_steps=600,
                       n_probe=500, dci_repeats=2, k_shots=(1, 3), networks=STAND_INS)
     for split in ("seen_classes", "heldout_classes"):
         r = report[split]
@@ -78,7 +79,7 @@ def test_eval_cli(tiny_config, tmp_path, capsys, monkeypatch):
     weights.write_bytes(b"")
     monkeypatch.setitem(sys.modules, "g2g.networks.identity", None)  # the identity module is not installed
     code = main(["eval", str(path), "--data", "digits", "--out", str(tmp_path / "e"), "--pairs", "100",
-                 "--classifier-seconds", "2", "--k-shots", "1", "2", "--identity", str(weights)])
+                 "--classifier-steps", "400", "--k-shots", "1", "2", "--identity", str(weights)])
     assert code == 0
     out = capsys.readouterr().out
     assert "class transfer accuracy" in out and "2-shot" in out and (tmp_path / "e" / "metrics.md").exists()
@@ -90,11 +91,11 @@ def test_one_given_classifier_judges_several_evaluations(tiny_config, tmp_path):
     a None entry leaves an external judge out, with a line in `skipped`."""
     from g2g.evaluation.report import independent_classifier
     path = _export(tiny_config, tmp_path)
-    judge = independent_classifier("digits", 16, seed=0, classifier_seconds=1)
+    judge = independent_classifier("digits", 16, seed=0, classifier_steps=200)
     kwargs = dict(data="digits", n_pairs=100, n_probe=200, mlp_probes=False, k_shots=(1,))
     given = run_eval(path, out_dir=tmp_path / "given", networks={"classifier": judge, "lpips": None}, **kwargs)
-    trained = run_eval(path, out_dir=tmp_path / "trained", classifier_seconds=1, **kwargs)
-    assert given["settings"]["classifier_seconds"] == "given" and trained["settings"]["classifier_seconds"] == 1
+    trained = run_eval(path, out_dir=tmp_path / "trained", classifier_steps=200, **kwargs)
+    assert given["settings"]["classifier_steps"] == "given" and trained["settings"]["classifier_steps"] == 200
     assert "class_transfer" in given["test"] and given["classifier_accuracy_real_test"] > 0.1
     assert given["skipped"]["lpips"] == "lpips: left out by the caller"
     assert "lpips" not in given["test"]["short_reconstruction"]

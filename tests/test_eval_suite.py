@@ -13,14 +13,15 @@ from g2g.callbacks import CopyThroughAlarm
 from g2g.data.shapes import FACTOR_NAMES, ShapesDataset, render
 from g2g.evaluation import external as X
 from g2g.evaluation.metrics import copy_through
-from g2g.evaluation.report import EvalSettings, Judges, evaluate_split, make_pairs, same_class_others
+from g2g.evaluation.pairs import make_pairs, same_class_others
+from g2g.evaluation.report import EvalSettings, Judges, evaluate_split
 from g2g.evaluation.sections import dci_blocks
 from g2g.inference import G2GModel
 
 
 class CopyGenerator(nn.Module):
     """An identity "model": the content code is the image and the decoder ignores the class code, so
-    every mixed image is its content source (m1 = x1) — the seed's failure."""
+    every mixed image is its content source (m1 = x1) — the failure of the original implementation."""
 
     config = None
 

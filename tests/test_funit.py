@@ -1,4 +1,4 @@
-"""FUNIT compatibility (SPEC §5.3): NVIDIA's FewShotGen checkpoints load into our generator by key mapping
+"""FUNIT compatibility: NVIDIA's FewShotGen checkpoints load into our generator by key mapping
 and reproduce FUNIT's translation; `g2g swap` takes such a file; FUNIT's projection discriminator.
 
 The reference below is written from FUNIT's published architecture as plain functional ops on the raw
@@ -16,13 +16,13 @@ from g2g.cli import main
 from g2g.data.datasets import load_image
 from g2g.inference import export_generator
 from g2g.networks.discriminators import ProjectionDiscriminator
-from g2g.networks.funit import (FUNIT_ANIMALS, funit_config_from_state_dict, funit_key_map,
-                                init_from_funit_checkpoint, load_funit_checkpoint, load_funit_state_dict,
-                                to_funit_state_dict)
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks.funit_checkpoint import (FUNIT_ANIMALS, funit_config_from_state_dict, funit_key_map,
+                                           init_from_funit_checkpoint, load_funit_checkpoint,
+                                           load_funit_state_dict, to_funit_state_dict)
+from g2g.networks.generator import Generator, config_from_dict, generator_config
 from g2g.wiring import g2g_forward
 
-# a small FewShotGen: same structure and key names as SPEC §5.3, narrower and shallower
+# a small FewShotGen: same structure and key names as FUNIT's, narrower and shallower
 SMALL = dict(nf=4, n_res_blks=2, nf_mlp=16, latent_dim=8, n_mlp_blks=3, n_downs_content=2, n_downs_class=3)
 ANIMALS = dict(nf=64, n_res_blks=2, nf_mlp=256, latent_dim=64, n_mlp_blks=3, n_downs_content=3, n_downs_class=4)
 
@@ -161,7 +161,7 @@ def _images(*shape, seed=0):
 
 
 def _config(hp, image_size):
-    return GeneratorConfig(arch="funit", image_size=image_size, nf=hp["nf"], n_downs_content=hp["n_downs_content"],
+    return generator_config(arch="funit", image_size=image_size, nf=hp["nf"], n_downs_content=hp["n_downs_content"],
                            n_res_content=hp["n_res_blks"], n_downs_class=hp["n_downs_class"],
                            class_dim=hp["latent_dim"], n_res_decoder=hp["n_res_blks"], mlp_dim=hp["nf_mlp"],
                            n_mlp=hp["n_mlp_blks"])
@@ -185,7 +185,7 @@ def checkpoint(states, tmp_path_factory):
 
 
 def test_full_config_maps_one_to_one_onto_fewshotgen_keys_and_shapes():
-    config = GeneratorConfig(**FUNIT_ANIMALS)
+    config = generator_config(**FUNIT_ANIMALS)
     assert _config(ANIMALS, 128) == config
     with torch.device("meta"):  # shapes only, nothing allocated or run
         ours = Generator(config).state_dict()
@@ -206,13 +206,13 @@ def test_full_config_maps_one_to_one_onto_fewshotgen_keys_and_shapes():
 
 
 def test_funit_config_derives_the_content_width_and_rejects_other_forms():
-    c = GeneratorConfig(**{**FUNIT_ANIMALS, "content_channels": 2})
+    c = generator_config(**{**FUNIT_ANIMALS, "content_channels": 2})
     assert c.content_channels == 512 and c.content_shape == (512, 16, 16)
-    assert GeneratorConfig.from_dict(c.to_dict()) == c
+    assert config_from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="n_downs_class >= 2"):
-        GeneratorConfig(**{**FUNIT_ANIMALS, "n_downs_class": 1})
+        generator_config(**{**FUNIT_ANIMALS, "n_downs_class": 1})
     with pytest.raises(ValueError, match="arch must be one of g2g, funit"):
-        GeneratorConfig(arch="stargan")
+        generator_config(arch="stargan")
 
 
 # --- loading reproduces FUNIT's translation ------------------------------------------------------
@@ -279,7 +279,7 @@ def test_missing_misshaped_and_unexpected_keys_are_named_in_one_line(states, tmp
     assert "unexpected key 'dis.cnn_c.0.conv.weight'" in error({**good, "dis.cnn_c.0.conv.weight": torch.zeros(1)})
     assert "enc_content.model.0.conv.weight" in error({k: v for k, v in good.items() if k.startswith("dec")})
     # the animals config given explicitly: the small file does not fit it
-    msg = error(good, config=GeneratorConfig(**FUNIT_ANIMALS))
+    msg = error(good, config=generator_config(**FUNIT_ANIMALS))
     assert "'enc_content.model.0.conv.weight' has shape (4, 3, 7, 7), expected (64, 3, 7, 7)" in msg
     torch.save({"state_dict": {}}, tmp_path / "last.ckpt")
     with pytest.raises(ValueError, match="no 'gen_test' entry.*g2g export"):
@@ -357,13 +357,13 @@ def test_projection_discriminator_r1_penalties():
     assert all(p.grad is not None for name, p in d.named_parameters() if name != "classifier.bias")
 
 
-# --- the full SPEC §5.3 generator, run once at 128 px (~3 s on one CPU thread) ---------------------
+# --- the full FUNIT generator, run once at 128 px (~3 s on one CPU thread) ---------------------
 
 
 def test_animals_config_reproduces_funit_at_128px():
     state = random_state(nvidia_layout(**ANIMALS), 0)
     config = funit_config_from_state_dict(state)
-    assert config == GeneratorConfig(**FUNIT_ANIMALS)
+    assert config == generator_config(**FUNIT_ANIMALS)
     with torch.device("meta"):
         gen = Generator(config)
     load_funit_state_dict(gen, state)  # the file round trip is tested above on the small checkpoint

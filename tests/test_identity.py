@@ -1,4 +1,4 @@
-"""VGGFace2 ResNet-50 identity network (SPEC §5.2): official state-dict layout, equality with a
+"""VGGFace2 ResNet-50 identity network: official state-dict layout, equality with a
 straightforward reference implementation, frozen eval mode during a Lightning fit, and `g2g identity`."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Exported models (SPEC §5.5), the inference API and the `g2g` command line (SPEC §6)."""
+"""Exported models, the inference API and the `g2g` command line."""
 import json
 
 import numpy as np

@@ -2,10 +2,12 @@
 import pytest
 import torch
 
+from helpers import make_module
+
 from g2g.module import G2GModule
 from g2g.networks.blocks import AdaIN, InstanceNorm, adain, instance_norm
 from g2g.networks.discriminators import ClassCritic, PatchGAN
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks.generator import Generator, generator_config
 
 
 def _images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -150,7 +152,7 @@ def test_class_critic_logits_shape():
 
 def test_module_with_basic_patchgan_rejects_or_handles_16px(tiny_config):
     try:
-        module = G2GModule(generator=tiny_config, lambda_adv=1.0, discriminator="basic", ndf=4)
+        module = make_module(generator=tiny_config, lambda_adv=1.0, discriminator="basic", ndf=4)
     except ValueError as e:  # a clear error at construction is acceptable
         assert "image_size" in str(e) or "discriminator" in str(e)
         return
@@ -164,11 +166,11 @@ def test_module_with_basic_patchgan_rejects_or_handles_16px(tiny_config):
 
 def test_generator_config_rejects_an_image_size_the_content_code_cannot_divide():
     with pytest.raises(ValueError, match="not divisible"):
-        GeneratorConfig(image_size=18, n_downs_content=2)
-    GeneratorConfig(image_size=20, n_downs_content=2)  # 20 / 4 = 5: fine
+        generator_config(image_size=18, n_downs_content=2)
+    generator_config(image_size=20, n_downs_content=2)  # 20 / 4 = 5: fine
 
 
 def test_generator_config_from_dict_names_unknown_keys(tiny_config):
     with pytest.raises(ValueError, match="bogus_key"):
-        GeneratorConfig.from_dict({**tiny_config.to_dict(), "bogus_key": 1})
-    assert GeneratorConfig.from_dict(tiny_config.to_dict()) == tiny_config
+        config_from_dict({**tiny_config.to_dict(), "bogus_key": 1})
+    assert config_from_dict(tiny_config.to_dict()) == tiny_config

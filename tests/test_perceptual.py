@@ -1,4 +1,4 @@
-"""VGG16 perceptual features (SPEC §5.4): a random-weight file in torchvision's state-dict layout, read
+"""VGG16 perceptual features: a random-weight file in torchvision's state-dict layout, read
 from the torch hub cache or a given path, equals torchvision's own vgg16 features[:k]; nothing downloads."""
 import pytest
 import torch

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from g2g.data.shapes import ShapesDataset
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks.generator import Generator, generator_config
 from g2g.wiring import g2g_forward
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -38,7 +38,7 @@ def test_true_pose_of_known_factors():
 @pytest.mark.parametrize("n_fit", [0, 2])
 def test_the_double_swap_ratio_is_the_g2g_pass_and_every_figure_is_reported(n_fit):
     torch.manual_seed(0)
-    gen = Generator(GeneratorConfig(arch="sprite", image_size=16, nf=4, n_downs_content=2, content_channels=4,
+    gen = Generator(generator_config(arch="sprite", image_size=16, nf=4, n_downs_content=2, content_channels=4,
                                     n_downs_class=2, class_dim=8, mlp_dim=16, n_fit=n_fit)).eval()
     with torch.no_grad():  # non-zero pose heads: poses differ between images and read-backs are off
         for head in (gen.content_encoder.coarse.head, gen.content_encoder.fine.head):

@@ -1,8 +1,9 @@
-"""The report's approaches as presets (SPEC §2): each trains a few steps through `g2g train --preset` on
+"""The original report's approaches as presets: each trains a few steps through `g2g train --preset` on
 tiny fabricated data in its dataset's on-disk format (CelebA, FUNIT Animal Faces), with random weights
 in the published file layouts for the frozen networks (VGGFace2, VGG16 in the torch hub cache) and for
-FUNIT; then the module's wiring of each preset's terms, and the seed's defects (SPEC §2, last paragraph)."""
+FUNIT; then the module's wiring of each preset's terms, and the defects of the original implementation that it avoids."""
 import csv
+import dataclasses
 import functools
 import json
 
@@ -14,10 +15,12 @@ from PIL import Image
 from safetensors import safe_open
 
 from g2g import inference, losses
-from g2g.cli import main, preset_path
+from g2g.cli import main
+from g2g.configs import load_preset
 from g2g.module import G2GModule
-from g2g.networks.funit import to_funit_state_dict
-from g2g.networks.generator import Generator, GeneratorConfig
+from helpers import grouped
+from g2g.networks.funit_checkpoint import to_funit_state_dict
+from g2g.networks.generator import Generator, generator_config
 from g2g.networks.identity import IdentityNet
 from g2g.networks.perceptual import LAYERS
 from g2g.wiring import g2g_forward
@@ -118,7 +121,7 @@ def _train(name: str, out, *extra: str, steps: int = 2) -> None:
             f"--trainer.max_steps={steps}",
             "--trainer.max_epochs=-1", f"--trainer.default_root_dir={out}", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--model.panel_every=0", *_overrides(name), *extra]
+            "--panels.every_n_steps=0", *_overrides(name), *extra]
     assert main(argv) == 0
 
 
@@ -136,19 +139,19 @@ def _check_run_and_swap(out, image1, image2) -> dict:
 
 @pytest.mark.parametrize("name", ["naive", "cyclefunit"])
 def test_preset_trains_on_celeba(name, celeba, tmp_path):
-    _train(name, tmp_path, f"--data.root={celeba}", "--model.ndf=8")
+    _train(name, tmp_path, f"--data.root={celeba}", "--model.critic.ndf=8")
     config = _check_run_and_swap(tmp_path, *sorted((celeba / "img_align_celeba").iterdir())[:2])
     assert config["arch"] == {"naive": "lord", "cyclefunit": "funit"}[name]
     # `g2g eval` works on the exported model, on the dataset it was trained on
     assert main(["eval", str(tmp_path / "model.safetensors"), "--data", "celeba", "--root", str(celeba),
-                 "--out", str(tmp_path / "eval"), "--pairs", "8", "--classifier-seconds", "1"]) == 0
+                 "--out", str(tmp_path / "eval"), "--pairs", "8", "--classifier-steps", "200"]) == 0
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["test"]["short_reconstruction"]["psnr"] > 0
 
 
 def test_cyclefunit_id_exports_the_identity_encoder_with_the_model(celeba, weights, tmp_path):
-    _train("cyclefunit-id", tmp_path, f"--data.root={celeba}", "--model.ndf=8",
-           f"--model.identity_weights={weights['vggface2']}")
+    _train("cyclefunit-id", tmp_path, f"--data.root={celeba}", "--model.critic.ndf=8",
+           f"--model.frozen.identity_weights={weights['vggface2']}")
     config = _check_run_and_swap(tmp_path, *sorted((celeba / "img_align_celeba").iterdir())[:2])
     assert config["class_encoder"] == "vggface2" and config["class_dim"] == 2048
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:  # frozen weights, as published
@@ -158,8 +161,8 @@ def test_cyclefunit_id_exports_the_identity_encoder_with_the_model(celeba, weigh
 
 
 def test_cyclefunit_idloss_warms_its_weight_up_linearly(celeba, weights, tmp_path):
-    _train("cyclefunit-idloss", tmp_path, f"--data.root={celeba}", "--model.ndf=8",
-           f"--model.identity_weights={weights['vggface2']}", "--model.identity_warmup_steps=2",
+    _train("cyclefunit-idloss", tmp_path, f"--data.root={celeba}", "--model.critic.ndf=8",
+           f"--model.frozen.identity_weights={weights['vggface2']}", "--model.schedule.identity_warmup_steps=2",
            "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
            "--trainer.log_every_n_steps=1")
     with open(next(tmp_path.rglob("metrics.csv"))) as f:
@@ -173,7 +176,7 @@ def test_cyclefunit_idloss_warms_its_weight_up_linearly(celeba, weights, tmp_pat
 
 
 def test_funit2funit_starts_from_a_funit_checkpoint_on_animal_faces(animals, weights, tmp_path):
-    _train("funit2funit", tmp_path, f"--data.root={animals}", "--model.ndf=8", "--model.d_res_blocks=4",
+    _train("funit2funit", tmp_path, f"--data.root={animals}", "--model.critic.ndf=8", "--model.critic.d_res_blocks=4",
            f"--model.init_from={weights['funit']}")
     image = sorted((animals / "animals").rglob("*.jpg"))
     config = _check_run_and_swap(tmp_path, image[0], image[-1])
@@ -189,8 +192,8 @@ def few_shapes(monkeypatch):
 
 @pytest.mark.parametrize("name", list(SHRINK))
 def test_preset_runs_on_shapes_with_an_override(name, weights, tmp_path, few_shapes):
-    frozen = [f"--model.identity_weights={weights['vggface2']}"] if "-id" in name else []
-    _train(name, tmp_path, "--data.dataset=shapes", "--model.ndf=8", "--model.d_res_blocks=4", *frozen, steps=1)
+    frozen = [f"--model.frozen.identity_weights={weights['vggface2']}"] if "-id" in name else []
+    _train(name, tmp_path, "--data.dataset=shapes", "--model.critic.ndf=8", "--model.critic.d_res_blocks=4", *frozen, steps=1)
     assert (tmp_path / "model.safetensors").is_file()
 
 
@@ -205,16 +208,18 @@ def test_celeba_presets_need_a_root(capsys):
 
 def _preset_module(name: str, weights, **overrides) -> G2GModule:
     """G2GModule with a preset's model options as its YAML file gives them, the generator shrunk to 32 px."""
-    model = yaml.safe_load(preset_path(name).read_text())["model"]
+    model = grouped(**load_preset(name)["model"], num_classes=3)
     model["generator"].update(SHRINK[name], image_size=32)
-    model.update(CRITIC, num_classes=3, panel_every=0)
+    model["critic"] = {**model.get("critic", {}), **CRITIC}
     if "-id" in name:
-        model["identity_weights"] = str(weights["vggface2"])
-    return G2GModule(**{**model, **overrides})
+        model["frozen"] = {**model.get("frozen", {}), "identity_weights": str(weights["vggface2"])}
+    for key, value in grouped(**overrides).items():
+        model[key] = {**model.get(key, {}), **value} if isinstance(value, dict) and key != "generator" else value
+    return G2GModule(**model)
 
 
 def _batch(b: int = 2, seed: int = 0) -> dict:
-    """Unsupervised pairs as the seed drew them: class codes from the images themselves (K = 1)."""
+    """Unsupervised pairs as the original implementation drew them: class codes from the images themselves (K = 1)."""
     x = torch.rand(2 * b, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
     x1, x2 = x.split(b)
     return {"x1": x1, "x2": x2, "ref1": x1[:, None], "ref2": x2[:, None],
@@ -249,11 +254,11 @@ def test_naive_objective_is_long_reconstruction_plus_both_code_cycles(weights):
 
 
 def test_decoders_take_the_class_code_as_an_argument():
-    """Seed defect: AdaIN parameters assigned as hidden module state before each decode. A decode depends on
-    its arguments only, and each image of a batch on its own codes only."""
+    """Original implementation's defect: AdaIN parameters assigned as hidden module state before each
+    decode. A decode depends on its arguments only, and each image of a batch on its own codes only."""
     torch.manual_seed(0)
     for arch in ("lord", "funit"):
-        config = GeneratorConfig(arch=arch, image_size=32, **{k: v for k, v in SHRINK["naive" if arch == "lord"
+        config = generator_config(arch=arch, image_size=32, **{k: v for k, v in SHRINK["naive" if arch == "lord"
                                                                                    else "funit2funit"].items()})
         gen = Generator(config).eval()
         with torch.no_grad():
@@ -271,12 +276,12 @@ def test_cyclefunit_objective_compares_vgg16_relu2_2_features(weights):
     terms = m.generator_terms(batch, res)
     assert set(terms) == {"short", "long", "content_cycle", "class_cycle", "adv"}
     assert set(m.critic_terms(batch, res)) == {"d_adv"}
-    # seed defect: VGG features computed for all four stages when one is used
+    # original implementation's defect: VGG features computed for all four stages when one is used
     assert len(m.perceptual.features) == LAYERS.index("relu2_2") + 1 == 9
     vgg, x = m.perceptual, torch.cat([batch["x1"], batch["x2"]])
     torch.testing.assert_close(terms["short"], _pair_l1(vgg(torch.cat([res.x1_hat, res.x2_hat])), vgg(x)))
     torch.testing.assert_close(terms["long"], _pair_l1(vgg(torch.cat([res.r1, res.r2])), vgg(x)))
-    # seed defect: one global learning rate; here each optimizer has its own
+    # original implementation's defect: one global learning rate; here each optimizer has its own
     opt_g, opt_d = m.configure_optimizers()
     assert (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]) == (2e-4, 3e-4)
     assert opt_g.param_groups[0]["betas"] == (0.9, 0.999)
@@ -299,7 +304,7 @@ def test_identity_loss_with_a_learned_or_an_identity_class_encoder(weights):
         m = _preset_module(name, weights, lambda_identity=2.0)
         if name == "cyclefunit-idloss":  # the preset's warm-up: weight 0 at step 0, nothing computed
             assert m.identity_weight() == 0.0 and "identity" not in m.generator_terms(batch, m.forward_pass(batch))
-            m.hparams.identity_warmup_steps = 0
+            m.schedule = dataclasses.replace(m.schedule, identity_warmup_steps=0)
         res = m.forward_pass(batch)
         with torch.no_grad():
             e = m.identity
@@ -335,10 +340,11 @@ def test_funit2funit_objective_scores_each_image_as_the_class_it_should_show(wei
 
 
 def test_celeba_presets_pair_at_random_from_the_official_partition(celeba):
-    """Seed defects: hard-coded dataset indices (the split comes from list_eval_partition.txt), and the
-    seed's unsupervised halves: random pairs whose class codes come from the images themselves."""
+    """Original implementation's defects: hard-coded dataset indices (the split comes from
+    list_eval_partition.txt), and its unsupervised halves: random pairs whose class codes come from the
+    images themselves."""
     from g2g.data.datamodule import G2GDataModule
-    data = yaml.safe_load(preset_path("naive").read_text())["data"]
+    data = load_preset("naive")["data"]
     dm = G2GDataModule(**{**data, "root": str(celeba), "image_size": 32, "batch_size": 3, "num_workers": 0})
     dm.setup()
     assert len(dm.train_set.base) == 10 and not dm.train_set.supervised
@@ -348,8 +354,9 @@ def test_celeba_presets_pair_at_random_from_the_official_partition(celeba):
 
 
 def test_frozen_networks_stay_in_eval_mode_out_of_optimizers_and_checkpoints(weights, tmp_path):
-    """Seed defect: the frozen identity network switched to training mode by the framework (its batch norm
-    then ran on batch statistics). Identity class encoder, identity loss and VGG loss at once."""
+    """Original implementation's defect: the frozen identity network switched to training mode by the
+    framework (its batch norm then ran on batch statistics). Identity class encoder, identity loss and VGG
+    loss at once."""
     import lightning as L
 
     from g2g.data.datamodule import G2GDataModule
@@ -394,7 +401,7 @@ def test_frozen_networks_stay_in_eval_mode_out_of_optimizers_and_checkpoints(wei
     gen = inference.load(path).generator
     assert torch.equal(gen.class_encoder.conv5_3_1x1_increase.weight, official["conv5_3_1x1_increase.weight"])
     ckpt = load_checkpoint(tmp_path / "last.ckpt")
-    ckpt["hyper_parameters"]["identity_weights"] = str(tmp_path / "moved.pth")
+    ckpt["hyper_parameters"]["frozen"]["identity_weights"] = str(tmp_path / "moved.pth")
     torch.save(ckpt, tmp_path / "moved.ckpt")
     with pytest.raises(FileNotFoundError, match="identity_weights file, .*moved.pth, which is not there"):
         export_checkpoint(tmp_path / "moved.ckpt", tmp_path / "other.safetensors")

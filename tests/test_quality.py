@@ -5,10 +5,10 @@ the copy-the-content-source and flat-image baselines; the trained model must bea
 import pytest
 import torch
 
-from g2g.cli import preset_path
+from g2g.configs import preset_args
 from g2g.data.shapes import ShapesDataset, render
 from g2g.evaluation.metrics import flat_image_baseline, per_image_psnr
-from g2g.evaluation.report import make_pairs
+from g2g.evaluation.pairs import make_pairs
 from g2g.inference import load
 from g2g.training import run_training
 
@@ -18,9 +18,9 @@ STEPS = 600
 
 @pytest.mark.slow
 def test_short_run_beats_copy_and_flat_baselines(tmp_path):
-    run_training(["--config", str(preset_path("g2g")), "--trainer.default_root_dir", str(tmp_path),
-                  "--trainer.max_steps", str(STEPS), "--trainer.max_time", "00:00:08:00",
-                  "--trainer.enable_progress_bar", "false", "--model.panel_every", "0"])
+    run_training([*preset_args("g2g"), "--trainer.default_root_dir", str(tmp_path),
+                  "--trainer.max_steps", str(STEPS),
+                  "--trainer.enable_progress_bar", "false", "--panels.every_n_steps", "0"])
     model = load(next(tmp_path.rglob("model.safetensors")))
     test = ShapesDataset("test", size=model.config.image_size, n=1000)
     i, j = make_pairs(test.labels, 500, seed=0)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import quality  # noqa: E402
 import quality_doc  # noqa: E402
 
-# a generator small enough to train for seconds (the sizes of conftest.TINY, as `g2g train` options)
+# a generator small enough to train for seconds (the sizes of helpers.TINY, as `g2g train` options)
 TINY_OPTIONS = ["--data.image_size", "16", "--model.generator.nf", "4", "--model.generator.n_downs_content", "2",
                 "--model.generator.n_downs_class", "2", "--model.generator.class_dim", "8",
                 "--model.generator.mlp_dim", "16"]
@@ -94,7 +94,7 @@ def test_docs_from_constructed_results(tmp_path):
     assert "| reference | flat 14.90, copy 13.20 | chance 4.0 | chance 5.0 |" in doc
     assert "Failed runs (left out of the table): shapes K=4 seed 0" in doc
     assert "## digits" not in doc and (tmp_path / "results_curve_shapes.png").stat().st_size > 0
-    assert "--model.lambda_long 0 --model.lambda_rerender 0" in doc and "model.lambda_content_probe 0" not in doc
+    assert "--model.loss.lambda_long 0 --model.loss.lambda_rerender 0" in doc and "model.loss.lambda_content_probe 0" not in doc
 
 
 def test_time_budget_and_file_names():
@@ -116,21 +116,23 @@ def test_a_run_is_not_reused_after_the_code_changes(tmp_path, monkeypatch):
     assert quality.code_digest() == before                    # stable while nothing changes
     module.write_text("WIDTH = 32\n")
     assert quality.code_digest() != before                    # a source edit makes saved runs stale
-    args = type("Args", (), {"budget": 60, "threads": 1, "points": 4, "classifier_seconds": 60.0, "overrides": []})
+    args = type("Args", (), {"budget": 60, "threads": 1, "points": 4, "classifier_steps": 3300, "overrides": []})
     assert quality.run_settings(args, "g2g")["code"] == quality.code_digest()
 
 
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path, capsys):
-    argv = ["--variants", "g2g", "--datasets", "shapes", "--seeds", "1", "--budget", "3", "--points", "2",
-            "--classifier-seconds", "1", "--out-dir", str(tmp_path / "runs"), "--write-docs",
-            "--docs-dir", str(tmp_path / "docs"), "--", *TINY_OPTIONS]
+    """A step limit (--trainer.max_steps) ends the run long before its time budget, so the run is the same
+    on any machine: the curve has its start and its end."""
+    argv = ["--variants", "g2g", "--datasets", "shapes", "--seeds", "1", "--budget", "600", "--points", "2",
+            "--classifier-steps", "200", "--out-dir", str(tmp_path / "runs"), "--write-docs",
+            "--docs-dir", str(tmp_path / "docs"), "--", *TINY_OPTIONS, "--trainer.max_steps", "6"]
     assert quality.main(argv) == 0
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
     [run] = results["runs"]
-    assert run["variant"] == "g2g" and run["dataset"] == "shapes" and run["steps"] > 0
-    assert [p["step"] for p in run["curve"]][0] == 0 and len(run["curve"]) == 3   # start, budget/2, end
-    assert 2.5 < run["train_seconds"] < run["wall_seconds"]
+    assert run["variant"] == "g2g" and run["dataset"] == "shapes" and run["steps"] == 6
+    assert [p["step"] for p in run["curve"]] == [0, 6]   # start and end (the step limit came first)
+    assert 0 < run["train_seconds"] < run["wall_seconds"]
     for key in ("swap_psnr", "swap_psnr_heldout", "class_transfer", "class_transfer_heldout", "probe", "dci",
                 "ratio", "short_psnr", "flat_psnr", "copy_psnr"):
         assert key in run["metrics"], key

@@ -1,4 +1,4 @@
-"""Real datasets (SPEC §4) in their published on-disk formats, as tiny fake folders: CelebA aligned,
+"""Real datasets in their published on-disk formats, as tiny fake folders: CelebA aligned,
 FUNIT Animal Faces (extracted crops, or ImageNet + coordinate file) and unlabelled image trees."""
 from pathlib import Path
 

@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
-from g2g import inference, losses
+from helpers import make_module
+
+from g2g import inference, losses, pose_losses
 from g2g.inference import export_generator
 from g2g.module import G2GModule
-from g2g.networks.generator import Generator, GeneratorConfig
+from g2g.networks.generator import Generator, generator_config
 from g2g.networks import sprite
 from g2g.networks.sprite import SpriteDecoder, pose_dim
 from g2g.wiring import g2g_forward
@@ -24,7 +26,7 @@ def _images(n: int, seed: int = 0, size: int = 16) -> torch.Tensor:
 @pytest.fixture
 def sprite_gen() -> Generator:
     torch.manual_seed(0)
-    return Generator(GeneratorConfig(**SPRITE)).eval()
+    return Generator(generator_config(**SPRITE)).eval()
 
 
 def test_sprite_codes_are_a_pose_and_a_vector_and_images_are_in_range(sprite_gen):
@@ -119,9 +121,9 @@ def test_transform_poses_gives_the_pose_of_transformed_images():
     angle, log_scale = torch.tensor([0.2, -0.2, 0.0]), torch.tensor([0.1, 0.0, -0.1])
     shift = torch.tensor([[0.1, 0.0], [0.0, -0.1], [-0.1, 0.1]])
     with torch.no_grad():
-        moved = sprite.transform_images(dec(pose, torch.zeros(3, 4)), angle, log_scale, shift)
-        drawn = dec(sprite.transform_poses(pose, angle, log_scale, shift), torch.zeros(3, 4))
-        wrong = dec(sprite.transform_poses(pose, -angle, log_scale, -shift), torch.zeros(3, 4))
+        moved = pose_losses.transform_images(dec(pose, torch.zeros(3, 4)), angle, log_scale, shift)
+        drawn = dec(pose_losses.transform_poses(pose, angle, log_scale, shift), torch.zeros(3, 4))
+        wrong = dec(pose_losses.transform_poses(pose, -angle, log_scale, -shift), torch.zeros(3, 4))
     err = (moved - drawn).abs().mean(dim=(1, 2, 3))
     assert (err < 0.03).all()
     assert ((moved - wrong).abs().mean(dim=(1, 2, 3)) > 5 * err).all()
@@ -130,9 +132,9 @@ def test_transform_poses_gives_the_pose_of_transformed_images():
 def test_pose_error_px_counts_each_number_in_pixels():
     a = torch.zeros(1, 7)
     b = torch.tensor([[2 / 16, 0, 0, 0, 0.5, 0.5, 0.5]])  # 2 px right at 32 px; the background is not geometry
-    assert float(sprite.pose_error_px(b, a, 32)) == pytest.approx(4 / 4)
+    assert float(pose_losses.pose_error_px(b, a, 32)) == pytest.approx(4 / 4)
     c = torch.tensor([[0, 0, 0, 0.1, 0, 0, 0]])  # 0.1 rad at the nominal radius of 0.62 × 16 px
-    assert float(sprite.pose_error_px(c, a, 32)) == pytest.approx((0.1 * 0.62 * 16) ** 2 / 4)
+    assert float(pose_losses.pose_error_px(c, a, 32)) == pytest.approx((0.1 * 0.62 * 16) ** 2 / 4)
 
 
 def test_refinement_composes_its_correction_in_the_object_frame():
@@ -178,8 +180,8 @@ def test_pose_fit_finds_the_pose_that_drew_the_image_again():
     with torch.no_grad():
         x = dec(true, code)
     fitted = sprite.fit_pose(dec, x, start, code, steps=3)
-    before = [float(sprite.pose_error_px(start[i:i + 1], true[i:i + 1], 32)) for i in (0, 1)]
-    after = [float(sprite.pose_error_px(fitted[i:i + 1], true[i:i + 1], 32)) for i in (0, 1)]
+    before = [float(pose_losses.pose_error_px(start[i:i + 1], true[i:i + 1], 32)) for i in (0, 1)]
+    after = [float(pose_losses.pose_error_px(fitted[i:i + 1], true[i:i + 1], 32)) for i in (0, 1)]
     assert all(a < b / 1e3 for a, b in zip(after, before)), (before, after)  # squared px: 30× closer
     torch.testing.assert_close(fitted[:, 4:], true[:, 4:])  # the uncovered pixels' shade
 
@@ -198,7 +200,7 @@ def test_pose_fit_never_leaves_an_image_worse_drawn():
 
 def test_encode_content_fits_the_pose_in_eval_mode_only(sprite_gen):
     torch.manual_seed(0)
-    gen = Generator(GeneratorConfig(**SPRITE, n_fit=2))
+    gen = Generator(generator_config(**SPRITE, n_fit=2))
     gen.load_state_dict(sprite_gen.state_dict())
     with torch.no_grad():  # a trained-looking encoder: its pose off centre, so the fit has work to do
         gen.content_encoder.coarse.head[-1].bias[:4] = torch.tensor([0.1, -0.1, 0.1, 0.2])
@@ -216,8 +218,8 @@ def test_encode_content_fits_the_pose_in_eval_mode_only(sprite_gen):
 
 
 def test_pose_fit_needs_the_sprite_arch():
-    with pytest.raises(ValueError, match="n_fit fits a sprite template"):
-        GeneratorConfig(arch="g2g", n_fit=1)
+    with pytest.raises(ValueError, match=r"generator keys \['n_fit'\] are not options of arch 'g2g'"):
+        generator_config(arch="g2g", n_fit=1)
 
 
 def test_sprite_swap_draws_the_class_template_at_the_content_pose(sprite_gen):
@@ -241,7 +243,7 @@ def test_sprite_model_exports_and_loads_exactly(sprite_gen, tmp_path):
 
 def test_sprite_config_rejects_a_decoder_norm_choice():
     with pytest.raises(ValueError, match="arch 'sprite' has no normalisation choice"):
-        GeneratorConfig(**SPRITE, decoder_norm="film")
+        generator_config(**SPRITE, decoder_norm="film")
 
 
 # --- the class-supervision terms -------------------------------------------------------------------
@@ -263,7 +265,7 @@ def _batch(b: int = 3, seed: int = 0) -> dict:
 
 def test_class_code_and_content_probe_terms_are_the_defined_cross_entropies():
     torch.manual_seed(0)
-    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0,
+    m = make_module(generator=generator_config(**SPRITE), num_classes=5, lambda_long=0.0,
                   lambda_class_code=2.0, lambda_content_probe=0.5)
     batch = _batch()
     res = m.forward_pass(batch)
@@ -285,7 +287,7 @@ def test_class_code_and_content_probe_terms_are_the_defined_cross_entropies():
 
 
 def test_content_probe_flattens_spatial_content_codes(tiny_config):
-    m = G2GModule(generator=tiny_config, num_classes=5, lambda_content_probe=1.0)
+    m = make_module(generator=tiny_config, num_classes=5, lambda_content_probe=1.0)
     assert m.content_probe.in_features == math.prod(tiny_config.content_shape) == 2 * 4 * 4
     batch = _batch()
     res = m.forward_pass(batch)
@@ -296,20 +298,20 @@ def test_content_probe_flattens_spatial_content_codes(tiny_config):
                                   "lambda_class_centre"])
 def test_class_supervision_terms_need_labels(term):
     with pytest.raises(ValueError, match=f"{term} > 0 needs a labelled dataset"):
-        G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=0, **{term: 1.0})
+        make_module(generator=generator_config(**SPRITE), num_classes=0, **{term: 1.0})
 
 
 def test_equivariance_term_is_the_pose_error_of_transformed_images():
     torch.manual_seed(0)
-    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_equivariance=0.5)
+    m = make_module(generator=generator_config(**SPRITE), num_classes=5, lambda_long=0.0, lambda_equivariance=0.5)
     with torch.no_grad():  # a non-zero pose head, so that the poses differ between images
         m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
     batch = _batch()
     res = m.forward_pass(batch)
     x, pose = torch.cat([batch["x1"], batch["x2"]]), torch.cat([res.a1, res.a2])
-    transform = sprite.random_similarity(len(x), m.step_generator(1))
-    moved = m.generator.encode_content(sprite.transform_images(x, *transform))
-    expected = sprite.pose_error_px(moved, sprite.transform_poses(pose, *transform), 16)
+    transform = pose_losses.random_similarity(len(x), m.step_generator(1))
+    moved = m.generator.encode_content(pose_losses.transform_images(x, *transform))
+    expected = pose_losses.pose_error_px(moved, pose_losses.transform_poses(pose, *transform), 16)
     term = m.generator_terms(batch, res)["equivariance"]
     torch.testing.assert_close(term, 0.5 * expected)
     assert term > 0
@@ -324,14 +326,14 @@ def test_pose_moments_is_half_the_squared_spread_of_class_means():
     pose[2:, 0] = -2 / px[0]  # class 1: 2 px left
     labels = torch.tensor([0, 0, 1, 1])
     means, seen = torch.zeros(3, 4), torch.zeros(3, dtype=torch.bool)
-    loss, new_means, new_seen = sprite.pose_moments(pose, labels, means, seen, 32)
+    loss, new_means, new_seen = pose_losses.pose_moments(pose, labels, means, seen, 32)
     assert float(loss) == pytest.approx(0.5 * 4)  # each class mean 2 px from the centre
     torch.testing.assert_close(new_means[:2, 0], torch.tensor([2.0, -2.0]))
     assert new_seen.tolist() == [True, True, False]
     # once seen, a class mean moves by the rate; the unseen class stays out of the centre
     pose.requires_grad_(True)
-    loss, later, _ = sprite.pose_moments(pose.flip(0), labels, new_means, new_seen, 32)  # the classes swap sides
-    rate = sprite.POSE_MOMENT_RATE
+    loss, later, _ = pose_losses.pose_moments(pose.flip(0), labels, new_means, new_seen, 32)  # the classes swap sides
+    rate = pose_losses.POSE_MOMENT_RATE
     torch.testing.assert_close(later[:2, 0], torch.tensor([2 - 4 * rate, -2 + 4 * rate]))
     assert float(loss.detach()) == pytest.approx(0.5 * (2 - 4 * rate) ** 2)
     loss.backward()  # descent moves each class's samples so that its running mean nears the common mean:
@@ -341,14 +343,14 @@ def test_pose_moments_is_half_the_squared_spread_of_class_means():
 
 def test_pose_moments_term_updates_the_running_means_in_training_only():
     torch.manual_seed(0)
-    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=2.0)
+    m = make_module(generator=generator_config(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=2.0)
     with torch.no_grad():
         m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
     batch = _batch()
     res = m.forward_pass(batch)
     labels = torch.cat([batch["y1"], batch["y2"]])
-    expected, means, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, torch.zeros(5, 4),
-                                             torch.zeros(5, dtype=torch.bool), 16)
+    expected, means, _ = pose_losses.pose_moments(torch.cat([res.a1, res.a2]), labels, torch.zeros(5, 4),
+                                                  torch.zeros(5, dtype=torch.bool), 16)
     m.eval()
     torch.testing.assert_close(m.generator_terms(batch, res)["pose_moments"], 2.0 * expected)
     assert not m.pose_seen.any()
@@ -361,7 +363,7 @@ def test_pose_moments_term_updates_the_running_means_in_training_only():
 
 def test_pose_moment_rate_sets_how_far_a_step_moves_the_running_means():
     torch.manual_seed(0)
-    m = G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=1.0,
+    m = make_module(generator=generator_config(**SPRITE), num_classes=5, lambda_long=0.0, lambda_pose_moments=1.0,
                   pose_moment_rate=0.5)
     with torch.no_grad():
         m.generator.content_encoder.coarse.head[-1].weight.normal_(0, 0.5)
@@ -370,17 +372,17 @@ def test_pose_moment_rate_sets_how_far_a_step_moves_the_running_means():
     before = m.pose_means.clone()
     res = m.forward_pass(second)
     labels = torch.cat([second["y1"], second["y2"]])
-    _, expected, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.5)
+    _, expected, _ = pose_losses.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.5)
     m.generator_terms(second, res)
     torch.testing.assert_close(m.pose_means, expected)
-    _, slow, _ = sprite.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.02)
+    _, slow, _ = pose_losses.pose_moments(torch.cat([res.a1, res.a2]), labels, before, m.pose_seen.clone(), 16, 0.02)
     moved = (m.pose_means - before).abs().sum()
     assert moved > 0 and (slow - before).abs().sum() == pytest.approx(float(moved) * 0.02 / 0.5, rel=1e-4)
     with pytest.raises(ValueError, match="pose_moment_rate must be within"):
-        G2GModule(generator=GeneratorConfig(**SPRITE), num_classes=5, pose_moment_rate=0.0)
+        make_module(generator=generator_config(**SPRITE), num_classes=5, pose_moment_rate=0.0)
 
 
 @pytest.mark.parametrize("term", ["lambda_equivariance", "lambda_pose_moments"])
 def test_pose_terms_need_the_sprite_pose_code(tiny_config, term):
     with pytest.raises(ValueError, match=f"{term} needs a pose content code"):
-        G2GModule(generator=tiny_config, num_classes=5, **{term: 1.0})
+        make_module(generator=tiny_config, num_classes=5, **{term: 1.0})

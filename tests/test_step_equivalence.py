@@ -5,9 +5,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from conftest import MODULE_KWARGS, TINY
+from helpers import MODULE_KWARGS, TINY, make_module
 from g2g.module import G2GModule
-from g2g.networks.generator import GeneratorConfig
+from g2g.networks.generator import generator_config
 
 KWARGS = {**MODULE_KWARGS, "lambda_content_cycle": 1.0, "lambda_long": 1.0, "lambda_short": 1.0, "lambda_rerender": 1.0}
 
@@ -24,7 +24,7 @@ def batch(b: int = 3, k: int = 2, size: int = 16) -> dict:
 
 def reference_terms(m: G2GModule, x: dict) -> tuple[dict, dict]:
     """The G2G objective written out one network call per image set, nothing batched."""
-    gen, h, b = m.generator, m.hparams, x["x1"].shape[0]
+    gen, h, b = m.generator, m.loss, x["x1"].shape[0]
     noise = m.step_generator()  # the step's noise: content codes of (x1, x2), then of (m1, m2)
 
     def class_code(refs):  # mean class code over the K references, one reference at a time
@@ -80,7 +80,7 @@ def losses_and_grads(m: G2GModule, terms) -> tuple[dict, dict, dict]:
 
 def test_optimised_step_matches_plain_reference():
     torch.manual_seed(0)
-    plain = G2GModule(generator=GeneratorConfig(**TINY), **KWARGS)
+    plain = make_module(generator=generator_config(**TINY), **KWARGS)
     fast = copy.deepcopy(plain)
     fast.hparams.channels_last = True
     fast.on_fit_start()  # channels-last networks and inputs, as in training
@@ -102,7 +102,7 @@ def test_upsampling_convolution_equals_upsample_then_convolve():
     """FUNIT's decoder convolves the nearest-upsampled map with a 5×5 reflect-padded kernel; the
     polyphase form (3×3 on the low-resolution map, exact borders) gives the same values and gradients."""
     from g2g.networks.blocks import upsample2x
-    from g2g.networks.funit import _conv, upsample_conv5
+    from g2g.networks.funit import reflect_conv as _conv, upsample_conv5
 
     torch.manual_seed(0)
     for c, h, w in [(8, 2, 2), (8, 3, 3), (8, 5, 7), (6, 2, 9), (16, 16, 16)]:

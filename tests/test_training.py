@@ -1,9 +1,11 @@
-"""Training harness: what one step updates, exact resume (SPEC §5.5) and safe checkpoint loading."""
+"""Training harness: what one step updates, exact resume and safe checkpoint loading."""
 import os
 import pickle
 
 import pytest
 import torch
+
+from helpers import make_module
 
 from g2g.module import G2GModule
 from g2g.training import load_checkpoint
@@ -53,11 +55,11 @@ def test_generator_only_run_uses_one_optimizer(fit, tmp_path):
 
 def test_module_rejects_bad_options(tiny_config):
     with pytest.raises(ValueError, match="unknown gan_loss 'nope'"):
-        G2GModule(generator=tiny_config, gan_loss="nope")
+        make_module(generator=tiny_config, gan_loss="nope")
     with pytest.raises(ValueError, match="at least 2 classes"):
-        G2GModule(generator=tiny_config, lambda_class=1.0, num_classes=1)
+        make_module(generator=tiny_config, lambda_class=1.0, num_classes=1)
     with pytest.raises(ValueError, match="bogus"):
-        G2GModule(generator={**tiny_config.to_dict(), "bogus": 1})
+        make_module(generator={**tiny_config.to_dict(), "bogus": 1})
 
 
 # --- exact resume --------------------------------------------------------------------------------
@@ -145,8 +147,8 @@ def test_folder_dataset_trains_and_evaluates(tmp_path):
     from g2g.evaluation.report import run_eval
     from g2g.inference import export_generator
     from g2g.module import G2GModule
-    from g2g.networks.generator import GeneratorConfig
-    from conftest import TINY
+    from g2g.networks.generator import generator_config
+    from helpers import TINY
 
     rng = torch.Generator().manual_seed(0)
     for c, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
@@ -156,7 +158,7 @@ def test_folder_dataset_trains_and_evaluates(tmp_path):
             img = Image.fromarray(noise)
             img.paste(Image.new("RGB", (10, 10), colour), (5, 5))  # a coloured square on noise
             img.save(tmp_path / "data" / f"class{c}" / f"{k}.png")
-    module = G2GModule(generator=GeneratorConfig(**TINY), panel_every=0)
+    module = make_module(generator=generator_config(**TINY))
     data = G2GDataModule(dataset="folder", root=str(tmp_path / "data"), image_size=16, batch_size=2,
                          steps_per_epoch=1, panel_size=2)
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -166,7 +168,7 @@ def test_folder_dataset_trains_and_evaluates(tmp_path):
     assert len(data.train_set.base) == 16  # 80 % of 2 × 10 images
     path = export_generator(module.generator_ema, tmp_path / "m.safetensors")
     report = run_eval(path, data="folder", root=str(tmp_path / "data"), out_dir=tmp_path / "eval",
-                      n_pairs=20, classifier_seconds=1)
+                      n_pairs=20, classifier_steps=200)
     assert "class_transfer" in report["test"]
 
 
@@ -193,9 +195,9 @@ def test_clip_grad_norm_bounds_every_generator_update(tmp_path, fit, monkeypatch
 
 def test_clip_grad_norm_must_not_be_negative(tiny_config):
     with pytest.raises(ValueError, match="clip_grad_norm must be >= 0"):
-        G2GModule(generator=tiny_config, clip_grad_norm=-1.0)
+        make_module(generator=tiny_config, clip_grad_norm=-1.0)
     with pytest.raises(ValueError, match="clip_spike must be 0"):
-        G2GModule(generator=tiny_config, clip_spike=0.5)
+        make_module(generator=tiny_config, clip_spike=0.5)
 
 
 def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
@@ -206,11 +208,11 @@ def test_lr_tail_factor_and_the_rates_a_short_run_ends_with(tmp_path, fit):
     # 4 steps with the last half in the tail: the rates of steps 0-3 are 1, 1, 1, 0.5 × the base rates
     module, trainer = fit(tmp_path, max_steps=4, lr_tail=0.5)
     opt_g, opt_d = trainer.optimizers
-    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.5 * module.hparams.lr_g)
-    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.5 * module.hparams.lr_d)
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.5 * module.optim.lr_g)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.5 * module.optim.lr_d)
     assert float(trainer.callback_metrics["train/lr_factor"]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="lr_tail must be within"):
-        G2GModule(generator=module.hparams.generator, lr_tail=1.5)
+        make_module(generator=module.hparams.generator, lr_tail=1.5)
 
 
 def test_long_start_trains_the_reassembly_pass_only_from_that_fraction_of_the_run(tmp_path, fit, monkeypatch):
@@ -229,7 +231,7 @@ def test_long_start_trains_the_reassembly_pass_only_from_that_fraction_of_the_ru
     fit(tmp_path / "off", max_steps=2, lambda_long=0.0, lambda_class_cycle=0.0, long_start=0.5)
     assert calls == [False, False]  # no term needs the reassembly pass: it never runs
     with pytest.raises(ValueError, match="long_start must be within"):
-        G2GModule(generator=module.hparams.generator, long_start=1.0)
+        make_module(generator=module.hparams.generator, long_start=1.0)
 
 
 def test_run_progress_of_a_timed_run_is_rank_zeros_on_every_rank():

@@ -1,4 +1,4 @@
-"""The G2G forward pass (SPEC §1) and every loss term on hand-computed values."""
+"""The G2G forward pass and every loss term on hand-computed values."""
 import math
 
 import pytest

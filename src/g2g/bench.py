@@ -1,4 +1,4 @@
-"""`g2g bench`: speed of the real training step (SPEC §8).
+"""`g2g bench`: speed of the real training step.
 
 The module and data are built from a preset YAML as `g2g train --preset NAME` builds them (the same
 G2GModule and G2GDataModule constructor arguments, with the image size, batch size and `--set`
@@ -18,80 +18,39 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import statistics
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from .bench_timing import StepTimer, machine, matmul_peak
+from .configs import load_preset
+
 # an image is one image through the step: a batch of B pairs holds 2B images (`g2g bench --batch` counts
 # images, as the original implementation did: batch 4 = 2 pairs)
-RESULT_FIELDS = ("preset", "image_size", "batch_images", "batch_pairs", "device", "precision", "compile", "data", "steps",
-                 "warmup", "step_s_median", "step_s_min", "step_s_max", "step_s_iqr", "images_per_s",
+RESULT_FIELDS = ("preset", "image_size", "batch_images", "batch_pairs", "device", "precision", "compile", "data",
+                 "steps", "warmup", "step_s_median", "step_s_min", "step_s_max", "step_s_iqr", "images_per_s",
                  "data_s_median", "peak_memory_mb", "memory_kind", "gflop_per_step", "achieved_gflops",
-                 "matmul_peak_gflops", "peak_ratio", "time_split", "cudnn_benchmark", "random_frozen_weights", "overrides",
-                 "machine")
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    import torch
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "load_1min": round(os.getloadavg()[0], 2),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    try:  # the code that was measured
-        import subprocess
-        info["code"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                                      capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        info["code"] = "unknown"
-    return info
-
-
-def matmul_peak(device: str, dtype, sizes: tuple[int, ...] | None = None, reps: int = 5) -> float:
-    """Best GFLOP/s of an n×n matmul (2n³ FLOPs) on `device` in `dtype` over the given sides n (CPU:
-    2048 and 4096, the issue's reference; CUDA: 8192)."""
-    import torch
-    best_rate = 0.0
-    for n in sizes or ((8192,) if device == "cuda" else (2048, 4096)):
-        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-        for i in range(reps + 1):  # the first call warms up
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            a @ b
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                best_rate = max(best_rate, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-        del a, b
-    return best_rate
+                 "matmul_peak_gflops", "peak_ratio", "time_split", "cudnn_benchmark", "random_frozen_weights",
+                 "overrides", "machine")
 
 
 # ---- building what `g2g train --preset NAME` builds ----
 
 def load_config(preset: str, size: int, batch: int, overrides: list[str]) -> dict:
-    """The preset's YAML with the image size, batch size and KEY=VALUE overrides (dotted keys, YAML
+    """The preset's configuration with the image size, batch size and KEY=VALUE overrides (dotted keys, YAML
     values, e.g. model.channels_last=true) applied; every term on from the first step."""
-    from .cli import preset_path
-    config = yaml.safe_load(preset_path(preset).read_text())
-    config["data"]["image_size"] = config["model"]["generator"]["image_size"] = size
-    config["data"]["batch_size"] = batch
-    config["model"]["panel_every"] = 0
+    config = load_preset(preset)
+    model = config["model"]
+    config["data"]["image_size"] = model["generator"]["image_size"] = size
+    config["data"]["batch_size"] = batch  # panels are a callback of `g2g train`: none here
     # every timed step is the full step: a preset that adds the long reconstruction part-way through a run
-    # (long_start) would otherwise time its first steps without it (and a compiled run would compile it late)
-    config["model"]["long_start"] = 0.0
+    # (long_start) or raises the identity weight over a warm-up would otherwise time its first steps without
+    # them (and a compiled run would compile them late)
+    model.setdefault("schedule", {}).update(long_start=0.0, identity_warmup_start=0, identity_warmup_steps=0)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -105,24 +64,25 @@ def load_config(preset: str, size: int, batch: int, overrides: list[str]) -> dic
 
 
 def random_frozen_weights(model: dict, folder: Path) -> list[str]:
-    """Point the config at random weights in the published layouts for frozen networks whose files the
-    user does not have; returns their names (empty: every frozen network has its real weights)."""
+    """Point the model options at random weights in the published layouts for frozen networks whose files
+    the user does not have; returns their names (empty: every frozen network has its real weights)."""
     import torch
     used = []
-    generator = model.get("generator", {})
-    if (generator.get("class_encoder") == "vggface2" or model.get("lambda_identity", 0) > 0) \
-            and not model.get("identity_weights"):
+    frozen = model["frozen"] = dict(model.get("frozen") or {})
+    if (model.get("generator", {}).get("class_encoder") == "vggface2"
+            or (model.get("loss") or {}).get("lambda_identity", 0) > 0) and not frozen.get("identity_weights"):
         from .networks.identity import IdentityNet
         torch.save(IdentityNet().state_dict(), folder / "resnet50_ft_dag.pth")
-        model["identity_weights"] = str(folder / "resnet50_ft_dag.pth")
+        frozen["identity_weights"] = str(folder / "resnet50_ft_dag.pth")
         used.append("vggface2 resnet50_ft")
-    if model.get("perceptual") == "vgg16" and not model.get("perceptual_weights"):
+    if frozen.get("perceptual") == "vgg16" and not frozen.get("perceptual_weights"):
         from torchvision.models.vgg import cfgs, make_layers
+
         from .networks.perceptual import WEIGHTS_FILE, default_weights_path
         if not default_weights_path().is_file():
             features = {f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}
             torch.save(features, folder / WEIGHTS_FILE)
-            model["perceptual_weights"] = str(folder / WEIGHTS_FILE)
+            frozen["perceptual_weights"] = str(folder / WEIGHTS_FILE)
             used.append("vgg16")
     return used
 
@@ -150,118 +110,9 @@ def random_batches(config: dict, num_classes: int, device: str):
     return Forever()
 
 
-# ---- timing ----
-
-def matmul_seconds(events, device: str) -> float:
-    """Seconds of profiled time in the operations whose FLOPs the FLOP counter counts: convolutions (forward
-    and backward) and matrix multiplies, each by its own (self) time on `device`, without the operations it
-    calls (a convolution backward's bias-gradient sum, its layout copies). `events`: key_averages(). Only
-    aten operations: on CUDA the kernels they launch are events too (some named after convolutions), and
-    their time is already the operation's own."""
-    total = 0.0
-    for e in events:
-        if e.key.startswith("aten::") and ("conv" in e.key or e.key in ("aten::mm", "aten::addmm", "aten::bmm",
-                                                                        "aten::baddbmm")):
-            if device == "cuda":
-                total += getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
-            else:
-                total += e.self_cpu_time_total
-    return total / 1e6
-
-
-class _Timer:
-    """Lightning callback: step times (batch start → batch end, device synchronised), data waits (batch
-    end → next batch start), FLOPs of one step after the timed ones, and an optional profiler trace."""
-
-    def __init__(self, warmup: int, steps: int, device: str, profile_dir: str | None):
-        self.warmup, self.steps, self.device, self.profile_dir = warmup, steps, device, profile_dir
-        self.step_s: list[float] = []
-        self.data_s: list[float] = []
-        self.flops = 0
-        self.matmul_s = None  # profiled: seconds per step in convolutions and matmuls
-        self.i = 0
-        self._t = self._end = None
-        self._mode = None
-
-    def sync(self):
-        if self.device == "cuda":
-            import torch
-            torch.cuda.synchronize()
-
-    @property
-    def total(self) -> int:
-        return self.warmup + self.steps + 1 + (2 if self.profile_dir else 0)
-
-    def callback(self):
-        from lightning.pytorch.callbacks import Callback
-        timer = self
-
-        class TimerCallback(Callback):
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                timer.start()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                timer.end(trainer)
-        return TimerCallback()
-
-    def start(self):
-        import torch
-        self.sync()
-        now = time.perf_counter()
-        if self.i == self.warmup and self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        if self._end is not None and self.warmup <= self.i < self.warmup + self.steps:
-            self.data_s.append(now - self._end)
-        if self.i == self.warmup + self.steps:  # FLOPs of one step, not timed
-            from torch.utils.flop_counter import FlopCounterMode
-            self._mode = FlopCounterMode(display=False)
-            self._mode.__enter__()
-        elif self.profile_dir and self.i == self.warmup + self.steps + 1:
-            from torch.profiler import ProfilerActivity, profile
-            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device == "cuda" else [])
-            self._mode = profile(activities=acts, record_shapes=True)
-            self._mode.__enter__()
-        self._t = time.perf_counter()
-
-    def end(self, trainer):
-        self.sync()
-        now = time.perf_counter()
-        if self.warmup <= self.i < self.warmup + self.steps:
-            self.step_s.append(now - self._t)
-        if self.i == self.warmup + self.steps:
-            self._mode.__exit__(None, None, None)
-            self.flops = self._mode.get_total_flops()
-        elif self.profile_dir and self.i == self.warmup + self.steps + 2:
-            self._mode.__exit__(None, None, None)
-            out = Path(self.profile_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            self._mode.export_chrome_trace(str(out / "trace.json"))
-            key = "self_device_time_total" if self.device == "cuda" else "self_cpu_time_total"
-            try:
-                table = self._mode.key_averages().table(sort_by=key, row_limit=40)
-            except (AttributeError, KeyError, ValueError):  # older profilers call it self_cuda_time_total
-                table = self._mode.key_averages().table(sort_by="self_cuda_time_total", row_limit=40)
-            (out / "ops.txt").write_text(table)
-            self.matmul_s = matmul_seconds(self._mode.key_averages(), self.device) / 2
-        self.i += 1
-        if self.i >= self.total:
-            trainer.should_stop = True
-        self._end = time.perf_counter()
-
-
-def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: int = 10, warmup: int = 3,
-              data: str = "random", precision: str | None = None, compile: bool = False,
-              profile: str | None = None, overrides: list[str] = ()) -> dict:
-    """Measure the training step of `preset`; returns the result dict (RESULT_FIELDS)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import warnings
-
-    import lightning as L
+def check_options(device: str, data: str, steps: int, warmup: int, pairs: int) -> None:
+    """One-line errors for options that cannot be measured, before anything is built."""
     import torch
-
-    from .data.datamodule import G2GDataModule
-    from .module import G2GModule
-
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device here; use --device cpu")
     if data not in ("random", "preset"):
@@ -270,9 +121,15 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         raise ValueError("--steps must be at least 1 and --warmup at least 0")
     if pairs < 1:
         raise ValueError("--batch must be an even number of images, at least 2 (one pair)")
-    config = load_config(preset, size, pairs, list(overrides))
-    load_start = round(os.getloadavg()[0], 2)
-    precision = precision or ("bf16-mixed" if device == "cuda" else "32-true")
+
+
+def build_module(config: dict, data: str) -> tuple[Any, Any, list[str]]:
+    """(G2GModule, G2GDataModule or None for random batches, names of frozen networks given random weights)
+    as `g2g train` builds them from `config`."""
+    import torch
+
+    from .data.datamodule import G2GDataModule
+    from .module import G2GModule
     model_args = dict(config["model"])
     with tempfile.TemporaryDirectory() as tmp:
         frozen = random_frozen_weights(model_args, Path(tmp))
@@ -283,11 +140,16 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         else:  # labels are only read by class-conditional critics
             model_args.setdefault("num_classes", 10)
         torch.manual_seed(config.get("seed_everything", 0))
-        module = G2GModule(**model_args)
-    if compile:
-        from .callbacks import compile_networks
-        compile_networks(module)
-    timer = _Timer(warmup, steps, device, profile)
+        return G2GModule(**model_args), dm, frozen
+
+
+def fit_timed(module: Any, dm: Any, config: dict, timer: StepTimer, precision: Any) -> None:
+    """Run the timer's steps of `module` in a Lightning fit, on the data module or on random batches;
+    `precision`: Lightning's flag (e.g. '32-true', 'bf16-mixed')."""
+    import warnings
+
+    import lightning as L
+    device = timer.device
     # cuDNN autotuning (Lightning's benchmark flag): a step's shapes never change, so the fastest
     # convolution algorithms are picked once in the warm-up steps; CPU: no effect
     trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,
@@ -304,8 +166,14 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
             trainer.fit(module, train_dataloaders=random_batches(config, module.hparams.num_classes, device))
         else:
             trainer.fit(module, datamodule=dm)
-    if len(timer.step_s) < steps:
-        raise RuntimeError(f"only {len(timer.step_s)} of {steps} steps ran")
+    if len(timer.step_s) < timer.steps:
+        raise RuntimeError(f"only {len(timer.step_s)} of {timer.steps} steps ran")
+
+
+def step_numbers(timer: StepTimer, pairs: int, precision: str) -> dict:
+    """The timed steps' statistics, memory, FLOP rate against the device's matmul peak and time split."""
+    import torch
+    device, steps = timer.device, timer.steps
     if device == "cuda":
         peak_mb, kind = torch.cuda.max_memory_allocated() / 2 ** 20, "cuda allocator peak"
     else:
@@ -325,28 +193,51 @@ def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: in
         split = {"matmul_s_per_step": timer.matmul_s, "matmul_share": timer.matmul_s / med,
                  "matmul_gflops": rate, "matmul_peak_ratio": rate / peaks[ref]}
     return {
-        "preset": preset, "image_size": size, "batch_images": 2 * pairs, "batch_pairs": pairs, "device": device, "precision": precision,
-        "compile": compile, "data": data, "steps": steps, "warmup": warmup,
         "step_s_median": med, "step_s_min": min(timer.step_s), "step_s_max": max(timer.step_s),
         "step_s_iqr": q[2] - q[0], "images_per_s": 2 * pairs / med,
         "data_s_median": statistics.median(timer.data_s) if timer.data_s else 0.0,
         "peak_memory_mb": round(peak_mb, 1), "memory_kind": kind,
         "gflop_per_step": timer.flops / 1e9, "achieved_gflops": achieved,
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()}, "peak_ratio": achieved / peaks[ref],
-        "peak_ratio_of": ref, "time_split": split, "cudnn_benchmark": device == "cuda", "random_frozen_weights": frozen, "overrides": list(overrides),
+        "peak_ratio_of": ref, "time_split": split,
+    }
+
+
+def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: int = 10, warmup: int = 3,
+              data: str = "random", precision: str | None = None, compile: bool = False,
+              profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Measure the training step of `preset`; returns the result dict (RESULT_FIELDS)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    check_options(device, data, steps, warmup, pairs)
+    config = load_config(preset, size, pairs, list(overrides))
+    load_start = round(os.getloadavg()[0], 2)
+    precision = precision or ("bf16-mixed" if device == "cuda" else "32-true")
+    module, dm, frozen = build_module(config, data)
+    if compile:
+        from .callbacks import compile_networks
+        compile_networks(module)
+    timer = StepTimer(warmup, steps, device, profile)
+    fit_timed(module, dm, config, timer, precision)
+    return {
+        "preset": preset, "image_size": size, "batch_images": 2 * pairs, "batch_pairs": pairs, "device": device,
+        "precision": precision, "compile": compile, "data": data, "steps": steps, "warmup": warmup,
+        **step_numbers(timer, pairs, precision),
+        "cudnn_benchmark": device == "cuda", "random_frozen_weights": frozen, "overrides": list(overrides),
         "machine": {**machine(), "load_1min_start": load_start},
     }
 
 
 def summary(r: dict) -> str:
     flag = f", random {' + '.join(r['random_frozen_weights'])} weights" if r["random_frozen_weights"] else ""
-    return (f"{r['preset']} {r['image_size']} px, batch {2 * r['batch_pairs']} ({r['batch_pairs']} pairs), {r['device']} {r['precision']}"
-            f"{' compiled' if r['compile'] else ''}: {r['step_s_median']:.3f} s/step (median of {r['steps']}, "
+    load = f"{r['machine'].get('load_1min_start', '?')}→{r['machine']['load_1min']}"
+    return (f"{r['preset']} {r['image_size']} px, batch {2 * r['batch_pairs']} ({r['batch_pairs']} pairs), "
+            f"{r['device']} {r['precision']}{' compiled' if r['compile'] else ''}: "
+            f"{r['step_s_median']:.3f} s/step (median of {r['steps']}, "
             f"{r['step_s_min']:.3f}–{r['step_s_max']:.3f}), {r['images_per_s']:.1f} images/s, data "
             f"{r['data_s_median'] * 1e3:.1f} ms, {r['gflop_per_step']:.1f} GFLOP/step, "
             f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['peak_ratio']:.0f} % of {r['peak_ratio_of']} "
             f"matmul peak {r['matmul_peak_gflops'][r['peak_ratio_of']]:.1f}, peak memory "
-            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {r['machine'].get('load_1min_start', '?')}→{r['machine']['load_1min']}{flag}"
+            f"{r['peak_memory_mb']:.0f} MB ({r['memory_kind']}), load {load}{flag}"
             + (f"; profiled: {split_summary(r['time_split'])}" if r.get("time_split") else ""))
 
 

@@ -1,6 +1,8 @@
-"""Training callbacks: the copy-through alarm catches the seed's failure mode (SPEC §2: mixed images
-that are copies of their content source) while a run is still going."""
+"""Training callbacks: the copy-through alarm catches the failure mode of the original implementation
+(mixed images that are copies of their content source) while a run is still going."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback
@@ -37,6 +39,7 @@ class CopyThroughAlarm(Callback):
         self._batch: dict | None = None  # taken from the datamodule at the first check
         self._last_step = -1
         self.last_rate: float | None = None
+        self.n_checked = 0  # pairs in the fixed batch
 
     @staticmethod
     def _different_classes(batch: dict) -> dict:
@@ -58,22 +61,23 @@ class CopyThroughAlarm(Callback):
         pl_module.log("train/copy_through", rate)
         if rate > self.threshold:
             rank_zero_warn(
-                f"copy-through alarm at step {step}: in {100 * rate:.0f} % of {len(self._batch['x1'])} fixed pairs "
+                f"copy-through alarm at step {step}: in {100 * rate:.0f} % of {self.n_checked} fixed pairs "
                 f"the mixed image m1 = G(a1, b2) is within x1's reconstruction error of x1's reconstruction "
                 f"(threshold {100 * self.threshold:.0f} %): the decoder ignores the class code or the content "
-                f"code carries the class. Levers (SPEC §3): class supervision, a smaller or noisier content code.")
+                f"code carries the class. Levers: class supervision, a smaller or noisier content code.")
 
     @torch.no_grad()
     def rate(self, pl_module, trainer=None) -> float | None:
         """Copy-through rate of the module's EMA generator (or generator) on the fixed batch."""
         if self._batch is None:
-            datamodule = getattr(trainer, "datamodule", None)
+            datamodule: Any = getattr(trainer, "datamodule", None)
             if not hasattr(datamodule, "panel_batch"):
                 rank_zero_warn("copy-through alarm: the datamodule has no panel_batch(n); the alarm is off")
                 self.every_n_steps = 0
                 return None
             self._batch = self._different_classes(datamodule.panel_batch(self.n_pairs))
         b = {k: v.to(pl_module.device) for k, v in self._batch.items()}
+        self.n_checked = len(b["x1"])
         gen = getattr(pl_module, "generator_ema", None)
         gen = pl_module.generator if gen is None else gen
         res = g2g_forward(gen, b["x1"], b["x2"], b["ref1"], b["ref2"], long=False)

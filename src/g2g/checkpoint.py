@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from .inference import atomic_write, export_generator
-from .networks.generator import Generator, GeneratorConfig
+from .files import atomic_write
+from .inference import export_generator
+from .networks.generator import Generator, config_from_dict
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
@@ -56,7 +57,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     and the exported model then holds it (an exported model needs nothing else)."""
     ckpt = load_checkpoint(checkpoint)
     try:
-        config = GeneratorConfig.from_dict(ckpt["hyper_parameters"]["generator"])
+        config = config_from_dict(ckpt["hyper_parameters"]["generator"], legacy=True)
         prefix = "generator_ema."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     except (KeyError, TypeError, AttributeError):
@@ -64,7 +65,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     identity = None
     if config.class_encoder == "vggface2" and not any(k.startswith("class_encoder.") for k in state):
         from .networks.identity import IdentityNet
-        path = ckpt["hyper_parameters"].get("identity_weights")
+        path = (ckpt["hyper_parameters"].get("frozen") or {}).get("identity_weights")
         if path is None or not Path(path).is_file():
             raise FileNotFoundError(f"{checkpoint}: its class encoder is the frozen VGGFace2 network, whose weights "
                                     f"training checkpoints leave out; they are read from the run's "

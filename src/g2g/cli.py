@@ -10,15 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-PRESETS_DIR = Path(__file__).resolve().parent / "configs"  # also reachable as ./configs in a checkout
-
-
-def preset_path(name: str) -> Path:
-    path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(known)}")
-    return path
+from .configs import preset_args
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,13 +32,14 @@ def _one_line(e: BaseException) -> str:
 # ---- train ----
 
 def train(argv: list[str]) -> int:
-    """Everything after `g2g train` goes to LightningCLI; `--preset NAME` is `--config configs/NAME.yaml`."""
+    """Everything after `g2g train` goes to LightningCLI; `--preset NAME` is `--config FILE` for each of
+    the preset's files (an overlay: its base first)."""
     argv = list(argv)
     if "--preset" in argv:
         i = argv.index("--preset")
         if i + 1 >= len(argv):
             raise ValueError("--preset needs a name, e.g. --preset g2g")
-        argv[i:i + 2] = ["--config", str(preset_path(argv[i + 1]))]
+        argv[i:i + 2] = preset_args(argv[i + 1])
     from .training import run_training
     return run_training(argv)
 
@@ -56,10 +49,11 @@ def train(argv: list[str]) -> int:
 def _load_images(paths: list[str], config):
     """Images as the model expects them: FUNIT models get FUNIT's test-time transform (both sides
     resized to image_size, no crop), G2G models a resize of the shorter side and a centre crop.
-    `config` is a GeneratorConfig or a plain side length in pixels (centre crop)."""
+    `config` is an ArchConfig or a plain side length in pixels (centre crop)."""
     import torch
-    from .data.datasets import IMAGE_EXTENSIONS, load_image
-    size, crop = (config, True) if isinstance(config, int) else (config.image_size, config.arch != "funit")
+    from .data.datasets import load_image
+    from .data.files import IMAGE_EXTENSIONS
+    size, crop = (config, True) if isinstance(config, int) else (config.image_size, config.crops)
     images = []
     for p in paths:
         try:
@@ -96,7 +90,8 @@ def grid(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
     from .inference import load
     if len(args.images) < 2:
-        raise ValueError("grid needs two or more images: row i takes the class of image i, column j the content of image j")
+        raise ValueError("grid needs two or more images: row i takes the class of image i, "
+                         "column j the content of image j")
     model = load(args.model)
     x = _load_images(args.images, model.config)
     g = model.grid(x)  # (N, N, 3, H, W): row i = class of image i, column j = content of image j
@@ -111,7 +106,7 @@ def grid(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from .evaluation.report import run_eval
     report = run_eval(args.model, data=args.data, root=args.root, out_dir=args.out, seed=args.seed,
-                      n_pairs=args.pairs, classifier_seconds=args.classifier_seconds, identity=args.identity,
+                      n_pairs=args.pairs, classifier_steps=args.classifier_steps, identity=args.identity,
                       k_shots=tuple(args.k_shots))
     print(report["markdown"])
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
@@ -148,11 +143,7 @@ def bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="g2g", description="Class/content disentanglement by cross-training.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("train", help="train a model (LightningCLI: `g2g train --help`)", add_help=False)
-
+def add_swap_and_grid(sub) -> None:
     s = sub.add_parser("swap", help="mix two images both ways and reassemble them")
     s.add_argument("image1", help="gives the content of m1 and the class of m2")
     s.add_argument("image2", help="gives the content of m2 and the class of m1")
@@ -167,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="outputs/grid.png", help="output PNG (default: %(default)s)")
     g.set_defaults(func=grid)
 
+def add_eval_and_export(sub) -> None:
     e = sub.add_parser("eval", help="disentanglement metrics of a model (JSON + Markdown)")
     e.add_argument("model", help="exported model (.safetensors or its folder)")
     e.add_argument("--data", default="shapes",
@@ -175,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="outputs/eval", help="output folder (default: %(default)s)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", type=int, default=2000, help="test pairs to evaluate (default: %(default)s)")
-    e.add_argument("--classifier-seconds", type=float, default=60.0,
-                   help="training time budget of the independent classifier (default: %(default)s)")
+    e.add_argument("--classifier-steps", type=int, default=4500,
+                   help="training steps of the independent classifier (default: %(default)s)")
     e.add_argument("--identity", default=None, metavar="FILE",
                    help="VGGFace2 resnet50_ft weights: adds identity similarity of m1 to x2 (default: skipped)")
     e.add_argument("--k-shots", type=int, nargs="+", default=[1, 5], metavar="K",
@@ -193,21 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("overrides", nargs="*", help="extra `g2g train` options, e.g. --trainer.max_time=00:00:02:00")
     d.set_defaults(func=demo)
 
+
+def add_bench_and_identity(sub) -> None:
     b = sub.add_parser("bench", help="speed of the training step of a preset (JSON + one-line summary)")
     b.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
     b.add_argument("--size", type=int, default=32, help="image side in pixels (default: %(default)s)")
     b.add_argument("--batch", type=int, default=16,
-                   help="images per step, an even number: batch 4 = 2 pairs, as the original counted (default: %(default)s)")
+                   help="images per step, an even number: batch 4 = 2 pairs, as the original counted "
+                        "(default: %(default)s)")
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     b.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
     b.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
     b.add_argument("--data", default="random", choices=["random", "preset"],
                    help="one random batch (step alone) or the preset's data module (default: %(default)s)")
-    b.add_argument("--precision", default=None, help="Lightning precision (default: bf16-mixed on cuda, 32-true on cpu)")
+    b.add_argument("--precision", default=None,
+                   help="Lightning precision (default: bf16-mixed on cuda, 32-true on cpu)")
     b.add_argument("--compile", action="store_true", help="torch.compile the networks")
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.channels_last=true (repeatable)")
-    b.add_argument("--out", default=None, help="write the result as JSON to this file (.jsonl: append one line per run)")
+    b.add_argument("--out", default=None,
+                   help="write the result as JSON to this file (.jsonl: append one line per run)")
     b.add_argument("--profile", default=None, metavar="DIR", help="write a torch profiler trace of 2 steps here")
     b.set_defaults(func=bench)
 
@@ -216,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("image2", help="second face image")
     i.add_argument("--weights", required=True, help="VGGFace2 resnet50_ft PyTorch state dict (.pth), as published")
     i.set_defaults(func=identity)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="g2g", description="Class/content disentanglement by cross-training.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("train", help="train a model (LightningCLI: `g2g train --help`)", add_help=False)
+    add_swap_and_grid(sub)
+    add_eval_and_export(sub)
+    add_bench_and_identity(sub)
     return p
 
 

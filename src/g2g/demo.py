@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.utils import save_image
@@ -15,7 +16,7 @@ def grid_figure(model, out: Path, size: int, n: int = 8, seed: int = 0, dataset:
     `digits`): row i shows image i's class drawn with each column's content; the first row and column
     are the real images."""
     from .data.datamodule import make_dataset
-    test = make_dataset(dataset, "test", size, seed=seed)
+    test: Any = make_dataset(dataset, "test", size, seed=seed)  # a built-in dataset: .images, .labels in memory
     first = torch.stack([torch.nonzero(test.labels == c)[0, 0] for c in test.labels.unique()[:n]])
     images = test.images[first]
     g = model.grid(images).cpu()                                         # (n, n, 3, H, W)
@@ -30,7 +31,7 @@ def grid_figure(model, out: Path, size: int, n: int = 8, seed: int = 0, dataset:
 def swap_panel(model, out: Path, size: int, n: int = 8, seed: int = 0) -> Path:
     """Rows: x1, x2, m1 (content x1, class x2), true render of m1, r1 (long reconstruction)."""
     from .data.shapes import ShapesDataset, render
-    from .evaluation.report import make_pairs
+    from .evaluation.pairs import make_pairs
     test = ShapesDataset("test", size=size, seed=seed)
     i, j = make_pairs(test.labels, n, seed)
     x1, x2 = test.images[i], test.images[j]
@@ -42,16 +43,16 @@ def swap_panel(model, out: Path, size: int, n: int = 8, seed: int = 0) -> Path:
 
 
 def run_demo(out_dir: str = "outputs/demo", preset: str = "g2g", extra: list[str] | None = None) -> dict:
-    from .cli import preset_path
+    from .configs import preset_args
     from .evaluation.report import run_eval
-    from .inference import atomic_write, load
+    from .files import atomic_write
+    from .inference import load
     from .training import run_training
     out = Path(out_dir)
     if (out / "train").exists():
         shutil.rmtree(out / "train")  # a fresh run each time; old results are overwritten below
     start = time.monotonic()
-    run_training(["--config", str(preset_path(preset)), "--trainer.default_root_dir", str(out / "train"),
-                  *(extra or [])])
+    run_training([*preset_args(preset), "--trainer.default_root_dir", str(out / "train"), *(extra or [])])
     trained = time.monotonic() - start
     model_file = sorted((out / "train").rglob("model.safetensors"))[-1]
     # copies are renamed into place: an interrupted demo never leaves half a model where one was
@@ -66,7 +67,7 @@ def run_demo(out_dir: str = "outputs/demo", preset: str = "g2g", extra: list[str
     grid_figure(model, out / "grid.png", size)
     # half of `g2g eval`'s default test pairs and a shorter classifier run: the full evaluation took 4.3
     # of the demo's 12.8 minutes on an idle 2-core CPU, this one 1.5 of 10.1; `g2g eval` keeps the defaults
-    report = run_eval(out / "model.safetensors", data="shapes", out_dir=out, n_pairs=1000, classifier_seconds=40.0)
+    report = run_eval(out / "model.safetensors", data="shapes", out_dir=out, n_pairs=1000, classifier_steps=3000)
     print(report["markdown"])
     print(f"\ntrained for {trained / 60:.1f} min; total {(time.monotonic() - start) / 60:.1f} min")
     print(f"results in {out}/: model.safetensors (+ model.json), swap_panel.png, grid.png, "

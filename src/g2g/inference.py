@@ -3,8 +3,6 @@ unpickling anything, and use it: encode, decode, swap, grid."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,26 +10,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from .networks.generator import Generator, GeneratorConfig
+from .files import atomic_write
+from .networks.generator import Generator, config_from_dict
 
 CONFIG_KEY = "g2g_generator_config"
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call write(tmp_path) and rename the result into place: a crash never leaves half a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def export_generator(gen: Generator, path: str | Path) -> Path:
@@ -68,7 +50,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     'gen_test'}, whose EMA generator 'gen_test' is used), as a Generator in eval mode."""
     path = _resolve(path)
     if path.is_file() and _is_torch_file(path):
-        from .networks.funit import load_funit_checkpoint
+        from .networks.funit_checkpoint import load_funit_checkpoint
         return load_funit_checkpoint(path).to(device).eval()
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -79,7 +61,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     if CONFIG_KEY not in meta:
         raise ValueError(f"{path} has no G2G generator config in its metadata; export it with `g2g export`")
     try:
-        config = GeneratorConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+        config = config_from_dict(json.loads(meta[CONFIG_KEY]), legacy=True)
     except (ValueError, TypeError) as e:  # not JSON, not an object, unknown keys, bad values
         raise ValueError(f"{path} has an unusable G2G generator config ({e}); re-export it with `g2g export`") from None
     gen = Generator(config)
@@ -134,6 +116,7 @@ class G2GModel:
         """Mix pairs both ways and reassemble: the G2G pass without training noise."""
         from .wiring import g2g_forward
         res = g2g_forward(self.generator, x1.to(self.device), x2.to(self.device))
+        assert res.r1 is not None and res.r2 is not None  # the full pass (long=True) draws them
         return SwapResult(res.m1, res.m2, res.r1, res.r2)
 
     @torch.no_grad()

@@ -33,7 +33,7 @@ def feature_matching(features: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 def linear_warmup(step: int, start: int, length: int) -> float:
     """A loss weight's factor: 0 before `start`, rising linearly to 1 over the next `length` steps, then 1
-    (the seed's identity-loss weight: δ_min for some epochs, then a linear rise to δ_max)."""
+    (the original implementation's identity-loss weight: δ_min for some epochs, then a linear rise to δ_max)."""
     if length <= 0:
         return float(step >= start)
     return min(max((step - start) / length, 0.0), 1.0)

@@ -37,7 +37,7 @@ def run_progress(trainer, step: int) -> float | None:
         return step / trainer.max_steps
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     remaining = timer.time_remaining("train") if timer is not None else None
-    if remaining is None:
+    if timer is None or remaining is None:
         return None
     elapsed = timer.time_elapsed("train")
     progress = elapsed / max(elapsed + remaining, 1e-9)
@@ -60,13 +60,13 @@ SPIKE_RATE = 0.01  # weight of a step in the running mean gradient norm of clip_
 def clip_gradients(grads: list[torch.Tensor], max_norm: float, spike: float = 0.0,
                    running: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scale gradients in place so their joint L2 norm is at most `max_norm` (0: no fixed cap) and, with
-    spike > 0, at most spike × `running`, the running mean of earlier capped norms (0: no mean yet, so the
-    first step is capped by max_norm only and starts the mean). No device sync. Returns the norm before
-    capping and the updated running mean (None without spike)."""
+    spike > 0 and a `running` tensor, at most spike × `running`, the running mean of earlier capped norms
+    (0: no mean yet, so the first step is capped by max_norm only and starts the mean). No device sync.
+    Returns the norm before capping and the updated running mean (None without spike)."""
     total = torch.nn.utils.get_total_norm(grads)
     limit = torch.full_like(total, max_norm if max_norm > 0 else math.inf)
     new_running = None
-    if spike > 0:
+    if spike > 0 and running is not None:
         started = running > 0
         limit = torch.where(started, torch.minimum(limit, spike * running), limit)
         capped = torch.minimum(total, limit)

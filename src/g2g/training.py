@@ -20,7 +20,8 @@ from .checkpoint import export_checkpoint, load_checkpoint, save_checkpoint  # n
 from .data.datamodule import G2GDataModule
 from .inference import export_generator
 from .module import G2GModule
-from .networks.generator import GeneratorConfig
+from .networks.generator import config_from_dict
+from .panels import PanelLogger
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -42,10 +43,10 @@ def check_resumable(model: G2GModule, ckpt_path: str | Path) -> None:
         raise ValueError(f"{ckpt_path} is not a G2G training checkpoint (no state_dict); give a .ckpt "
                          f"written by `g2g train`")
     fix = "resume with the config it was trained with (config.yaml in its run folder) or drop --ckpt_path"
-    theirs = (ckpt.get("hyper_parameters") or {}).get("generator")
+    theirs: Any = (ckpt.get("hyper_parameters") or {}).get("generator")
     ours = model.hparams["generator"]
     try:  # fields added since the checkpoint was written take their defaults
-        theirs = GeneratorConfig.from_dict(theirs).to_dict()
+        theirs = config_from_dict(theirs, legacy=True).to_dict()
     except (ValueError, TypeError, AttributeError):
         pass
     if isinstance(theirs, dict) and theirs != ours:
@@ -64,16 +65,24 @@ def check_resumable(model: G2GModule, ckpt_path: str | Path) -> None:
 
 class G2GCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.image_size", "model.generator.image_size")
+        # data.image_size sets model.generator's image_size (before_instantiate_classes): a link cannot
+        # reach into the generator's mapping, whose keys depend on its arch
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="training checkpoint to resume from (optimisers, EMA, step, data order)")
         # a configurable default callback (trainer_defaults callbacks cannot take options): --copy_through.*
         parser.add_lightning_class_args(CopyThroughAlarm, "copy_through")
+        parser.add_lightning_class_args(PanelLogger, "panels")
         # checkpoints as options: every epoch by default, or --checkpoint.every_n_train_steps N
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.filename": "step{step}", "checkpoint.save_last": True,
                              "checkpoint.save_top_k": 1, "checkpoint.auto_insert_metric_name": False})
+
+    def before_instantiate_classes(self) -> None:
+        config = self._get(self.config, "model")
+        generator = dict(config.get("generator") or {})
+        generator["image_size"] = self._get(self.config, "data").get("image_size")
+        config["generator"] = generator
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})

@@ -1,4 +1,4 @@
-"""The G2G forward pass (SPEC §1): disassembly and mixing, short reconstruction, reassembly, long
+"""The G2G forward pass: disassembly and mixing, short reconstruction, reassembly, long
 reconstruction — one function returning one typed result."""
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
 
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
-    seed's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
+    original implementation's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
     class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
     `short=False` skips the short reconstructions (a training objective without them need not draw them);
     `rerender=True` also redraws each mixed image from the content code read back from it and its own class

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from lightning.fabric.utilities.data import AttributeDict
+from torch.utils.data import DataLoader
 
-from .pairing import PairDataset, StepBatchSampler, collate_batch
+from .pairing import ImageDataset, PairDataset, StepBatchSampler, collate_batch
 
 DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals")
 # what --data.root must point at, for the datasets read from disk (data/real.py)
@@ -16,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
-                 seed: int = 0, classes: str = "seen", skip_bad_images: bool = False) -> Dataset:
+                 seed: int = 0, classes: str = "seen", skip_bad_images: bool = False) -> ImageDataset:
     """A labelled image dataset by name. `classes` applies to `shapes` only ('seen' or 'heldout')."""
     if name == "shapes":
         from .shapes import ShapesDataset
@@ -59,7 +61,7 @@ class G2GDataModule(L.LightningDataModule):
             image_size: side of the square images the model sees.
             batch_size: pairs per step (each pair is two images).
             supervised: pair images of different classes and take class codes from other images of the
-                same class (needs labels); False pairs images at random as the seed did.
+                same class (needs labels); False pairs images at random as the original implementation did.
             k_refs: class references per image; the class code is their mean code.
             steps_per_epoch: batches per epoch (the data stream is endless; epochs only pace checkpoints).
             num_workers: DataLoader worker processes (0 = in the main process).
@@ -77,14 +79,23 @@ class G2GDataModule(L.LightningDataModule):
         self.skipped_images: list[str] = []  # unreadable training files left out (skip_bad_images)
         self.sampler: StepBatchSampler | None = None
 
-    def _base(self, split: str) -> Dataset:
-        h = self.hparams
+    @property
+    def options(self) -> AttributeDict:
+        """The constructor's arguments, as `save_hyperparameters` keeps them."""
+        return cast(AttributeDict, self.hparams)
+
+    def _base(self, split: str) -> ImageDataset:
+        h = self.options
         return make_dataset(h.dataset, split, h.image_size, h.root, h.seed,
                             skip_bad_images=h.skip_bad_images)
 
     def setup(self, stage: str | None = None) -> None:
+        self.train_pairs()
+
+    def train_pairs(self) -> PairDataset:
+        """The training pairs, built on first use."""
         if self.train_set is None:
-            h = self.hparams
+            h = self.options
             base = self._base("train")
             self.skipped_images = list(getattr(base, "skipped", []))
             if self.skipped_images:
@@ -92,29 +103,29 @@ class G2GDataModule(L.LightningDataModule):
                             len(self.skipped_images), h.root, self.skipped_images[0])
             supervised = h.supervised and getattr(base, "labelled", True)
             self.train_set = PairDataset(base, supervised, h.k_refs, h.seed)
+        return self.train_set
 
     @property
     def num_classes(self) -> int:
-        self.setup()
-        return int(getattr(self.train_set.base, "num_classes", 1))
+        return int(getattr(self.train_pairs().base, "num_classes", 1))
 
     def train_dataloader(self) -> DataLoader:
-        self.setup()
+        pairs = self.train_pairs()
         rank, world, step = 0, 1, None
         trainer = self.trainer
         if trainer is not None:  # the data stream continues at the trainer's step (also when resumed)
             rank, world, step = trainer.global_rank, trainer.world_size, lambda: trainer.global_step
-        self.sampler = StepBatchSampler(self.hparams.batch_size, self.hparams.steps_per_epoch, rank, world, step)
-        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate_batch,
-                          num_workers=self.hparams.num_workers,
+        self.sampler = StepBatchSampler(self.options.batch_size, self.options.steps_per_epoch, rank, world, step)
+        return DataLoader(pairs, batch_sampler=self.sampler, collate_fn=collate_batch,
+                          num_workers=self.options.num_workers,
                           persistent_workers=False)
 
     def panel_batch(self, n: int | None = None) -> dict:
         """A fixed batch of n pairs (default panel_size; validation split when there is one) for image
         panels and the copy-through alarm."""
-        h = self.hparams
+        h, train = self.options, self.train_pairs()
         try:
-            pairs = PairDataset(self._base("val"), self.train_set.supervised, h.k_refs, seed=h.seed + 1)
+            pairs = PairDataset(self._base("val"), train.supervised, h.k_refs, seed=h.seed + 1)
         except ValueError:  # no validation split, or too small to pair (e.g. 1 image)
-            pairs = PairDataset(self.train_set.base, self.train_set.supervised, h.k_refs, seed=h.seed + 1)
+            pairs = PairDataset(train.base, train.supervised, h.k_refs, seed=h.seed + 1)
         return pairs.__getitems__(list(range(h.panel_size if n is None else n)))

@@ -3,6 +3,7 @@
 Same contract as `ShapesDataset`: `labels` (N,) long, `num_classes`, `class_names`, and
 `dataset[i] -> (image (3, H, W) float in [-1, 1], label int)`.
 """
+from __future__ import annotations
 
 from pathlib import Path
 
@@ -10,24 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageOps
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def _check_split(split: str | None, allow_none: bool = False) -> None:
-    if not (split in SPLITS or (allow_none and split is None)):
-        allowed = ", ".join(repr(s) for s in SPLITS) + (" or None" if allow_none else "")
-        raise ValueError(f"split must be one of {allowed}, got {split!r}")
-
-
-def _check_size(size: int, minimum: int) -> None:
-    if not isinstance(size, int) or size < minimum:
-        raise ValueError(f"size must be an int >= {minimum}, got {size!r}")
+from .files import IMAGE_EXTENSIONS, SPLITS, check_size, check_split, image_files, open_rgb, split_files
 
 
 def _stratified_split(labels: np.ndarray, split: str, seed: int, fractions=(0.7, 0.15, 0.15)) -> np.ndarray:
@@ -48,8 +36,8 @@ class DigitsDataset(Dataset):
     """
 
     def __init__(self, split: str = "train", size: int = 32, seed: int = 0):
-        _check_split(split)
-        _check_size(size, 8)
+        check_split(split)
+        check_size(size, 8)
         digits = load_digits()
         keep = _stratified_split(digits.target, split, seed)
         pixels = torch.from_numpy(digits.images[keep]).float() / 16.0  # (N, 8, 8) in [0, 1]
@@ -72,51 +60,6 @@ class DigitsDataset(Dataset):
 # --- Image files ---------------------------------------------------------------------------------
 
 
-# Longest side over shortest side beyond which a file is refused from its header, before it is decoded.
-# Resizing the shorter side to the model's size multiplies the longer one alike, so a 9 × 10,000,000 px
-# header of a few hundred bytes (within PIL's decompression-bomb limit) became a 16 × 18-million px
-# intermediate: 12 s and about 1 GB for one 16 px image. No photo of an object is 100 times as long as wide.
-MAX_ASPECT = 100
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully and convert it to 8-bit RGB; ValueError naming the file if unreadable."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            sliver = min(w, h) > 0 and max(w, h) > MAX_ASPECT * min(w, h)
-            if not sliver:
-                img.load()  # decode now: Image.open only reads the header, so truncation shows up here
-                return _to_rgb(img)
-    except Exception as e:  # malformed files make decoders raise almost anything (struct.error, IndexError, ...)
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"cannot read image {path}: {reason} (not an image, truncated or corrupt)") from e
-    raise ValueError(f"cannot read image {path}: it is {w} × {h} px, more than {MAX_ASPECT} times as long as "
-                     f"it is wide; crop it around the object first")
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    try:
-        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
-    except Exception:  # malformed EXIF only loses the rotation; the pixels are fine
-        pass
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        # 16-bit greyscale: convert('RGB') would clip at 255 and turn most pixels white; rescale instead.
-        grey = np.asarray(img).astype(np.float64)  # (H, W) in [0, 65535]
-        img = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
-    elif img.mode == "F":
-        # float greyscale (TIFF): values in [0, 1] are scaled to [0, 255], others clipped to it
-        grey = np.nan_to_num(np.asarray(img, dtype=np.float64))  # (H, W)
-        if grey.size and grey.min() >= 0 and grey.max() <= 1:
-            grey = grey * 255
-        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Transparent pixels have arbitrary colour underneath; show them over white, as a viewer would.
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return img.convert("RGB")
-
-
 def load_image(path: str | Path, size: int, crop: bool = True) -> torch.Tensor:
     """Read one image file -> (3, size, size) float in [-1, 1].
 
@@ -126,25 +69,17 @@ def load_image(path: str | Path, size: int, crop: bool = True) -> torch.Tensor:
     that size is left as it is.
     """
     path = Path(path)
-    _check_size(size, 1)
+    check_size(size, 1)
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory; expected an image file ({', '.join(IMAGE_EXTENSIONS)})")
-    img = _open_rgb(path)
+    img = open_rgb(path)
     if crop:
         img = TF.center_crop(TF.resize(img, size), [size, size])
     elif img.size != (size, size):
         img = TF.resize(img, [size, size])
     return TF.pil_to_tensor(img).float() / 127.5 - 1.0  # (3, size, size)
-
-
-def _image_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files in folder, sorted so that the order is the same on every machine."""
-    return sorted(
-        p for p in (folder.rglob("*") if recursive else folder.iterdir())
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    )
 
 
 class ImageFolderDataset(Dataset):
@@ -162,8 +97,8 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self, root: str | Path, size: int = 64, split: str | None = None, skip_bad_images: bool = False, seed: int = 0
     ):
-        _check_split(split, allow_none=True)
-        _check_size(size, 1)
+        check_split(split, allow_none=True)
+        check_size(size, 1)
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"image folder not found: {root}")
@@ -179,13 +114,13 @@ class ImageFolderDataset(Dataset):
             root, split = root / split, None
 
         class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        loose = _image_files(root, recursive=False)
+        loose = image_files(root, recursive=False)
         if class_dirs and loose:
             example = f"{loose[0].name}, {class_dirs[0].name}/"
             raise ValueError(f"{root} holds both images and sub-folders ({example}); {layout}")
         self.labelled = bool(class_dirs)
         if self.labelled:
-            files = [_image_files(d) for d in class_dirs]
+            files = [image_files(d) for d in class_dirs]
             empty = [d.name for d, f in zip(class_dirs, files) if not f]
             if empty:
                 raise ValueError(f"class folder(s) {empty} in {root} hold no images; remove them or add images "
@@ -197,7 +132,7 @@ class ImageFolderDataset(Dataset):
                 raise ValueError(f"no images found in {root}; {layout}")
             self.class_names = [root.name]
         if split is not None:
-            files = [_split_files(f, split, seed) for f in files]
+            files = [split_files(f, split, seed) for f in files]
 
         self.skipped: list[str] = []
         if skip_bad_images:
@@ -212,7 +147,7 @@ class ImageFolderDataset(Dataset):
 
     def _readable(self, path: Path) -> bool:
         try:
-            _open_rgb(path)
+            open_rgb(path)
             return True
         except ValueError:
             self.skipped.append(str(path))
@@ -228,12 +163,3 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"{e}; remove or replace the file, or skip unreadable files with "
                              f"skip_bad_images (g2g train --data.skip_bad_images true)") from None
         return image, int(self.labels[i])
-
-
-def _split_files(files: list[Path], split: str, seed: int) -> list[Path]:
-    """One class's share of an 80/10/10 split: a seeded shuffle of the sorted files, cut in three."""
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train, n_val = round(0.8 * len(files)), round(0.1 * len(files))
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(files))}
-    start, stop = bounds[split]
-    return sorted(files[k] for k in order[start:stop])

@@ -5,11 +5,20 @@ step, so a resumed run sees exactly the batches the uninterrupted run would have
 has to be saved for the data."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+
+class ImageDataset(Protocol):
+    """What PairDataset needs of a base dataset: a length and (image (3, H, W), label) items. The datasets
+    of this package also have `labels` (N,) long, `num_classes` and `class_names`."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]: ...
 
 
 class PairDataset(Dataset):
@@ -17,12 +26,12 @@ class PairDataset(Dataset):
 
     supervised=True: x2 is of a different class than x1, and the class codes come from `k_refs` other
     images of each one's class (so a class code cannot carry the instance's content).
-    supervised=False: x2 is any image and each class code comes from the image itself (the seed's
-    unsupervised pairing; also the only option for unlabelled folders).
+    supervised=False: x2 is any image and each class code comes from the image itself (the original
+    implementation's unsupervised pairing; also the only option for unlabelled folders).
 
     Items are dicts: x1, x2 (3, H, W); y1, y2 (labels); ref1, ref2 (K, 3, H, W)."""
 
-    def __init__(self, base: Dataset, supervised: bool = True, k_refs: int = 1, seed: int = 0):
+    def __init__(self, base: ImageDataset, supervised: bool = True, k_refs: int = 1, seed: int = 0):
         labels = torch.as_tensor(getattr(base, "labels", torch.zeros(len(base), dtype=torch.long)))
         if len(labels) < 2:
             raise ValueError("the dataset needs at least 2 images to form pairs")
@@ -81,8 +90,8 @@ class PairDataset(Dataset):
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
-def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`__getitems__` already returns the collated batch."""
+def collate_batch(batch: Any) -> Any:
+    """`__getitems__` already returns the collated batch (a dict of tensors): pass it through."""
     return batch
 
 

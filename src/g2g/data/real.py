@@ -1,4 +1,4 @@
-"""Real datasets read from disk in their published layouts (SPEC §4): CelebA aligned, FUNIT Animal
+"""Real datasets read from disk in their published layouts: CelebA aligned, FUNIT Animal
 Faces, and unlabelled image folders.
 
 Same contract as the other datasets: `labels` (N,) long, `num_classes`, `class_names`, `labelled`, and
@@ -16,7 +16,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .datasets import SPLITS, _check_size, _check_split, _image_files, _open_rgb, _split_files
+from .files import SPLITS, check_size, check_split, image_files, open_rgb, split_files
 
 
 class _ImageList(Dataset):
@@ -27,7 +27,7 @@ class _ImageList(Dataset):
     def __init__(self, root: Path, paths: list[Path], labels: list[int], class_names: list[str], size: int,
                  resize: int, boxes: list[tuple[int, int, int, int]] | None = None,
                  skip_bad_images: bool = False):
-        _check_size(size, 1)
+        check_size(size, 1)
         self.root, self.size, self.resize = root, size, resize
         self.paths, self.boxes = [str(p) for p in paths], boxes
         self.labels = torch.as_tensor(labels, dtype=torch.long)  # (N,)
@@ -45,7 +45,7 @@ class _ImageList(Dataset):
         path = Path(self.paths[i])
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path}")
-        img = _open_rgb(path)
+        img = open_rgb(path)
         return img if self.boxes is None else img.crop(self.boxes[i])  # box: left, upper, right, lower
 
     def _readable(self, i: int) -> bool:
@@ -107,7 +107,7 @@ class CelebADataset(_ImageList):
     """
 
     def __init__(self, root: str | Path, split: str = "train", size: int = 64, skip_bad_images: bool = False):
-        _check_split(split)
+        check_split(split)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"CelebA folder not found: {root}")
@@ -152,7 +152,7 @@ class AnimalFacesDataset(_ImageList):
 
     def __init__(self, root: str | Path, split: str = "train", size: int = 128, resize: int | None = None,
                  skip_bad_images: bool = False):
-        _check_split(split)
+        check_split(split)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"Animal Faces folder not found: {root}")
@@ -203,15 +203,15 @@ class AnimalFacesDataset(_ImageList):
 
 
 class UnlabelledFolderDataset(_ImageList):
-    """Every image under root, at any depth, without labels: pairs are drawn at random (the seed's
-    unsupervised pairing). split: None uses every image; 'train'/'val'/'test' uses root/<split>/ when
+    """Every image under root, at any depth, without labels: pairs are drawn at random (the original
+    implementation's unsupervised pairing). split: None uses every image; 'train'/'val'/'test' uses root/<split>/ when
     root holds split folders, otherwise a seeded 80/10/10 split of the sorted files."""
 
     labelled = False
 
     def __init__(self, root: str | Path, size: int = 64, split: str | None = None,
                  skip_bad_images: bool = False, seed: int = 0):
-        _check_split(split, allow_none=True)
+        check_split(split, allow_none=True)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
@@ -219,10 +219,10 @@ class UnlabelledFolderDataset(_ImageList):
             if not (root / split).is_dir():
                 raise ValueError(f"{root} has split folders but no {split!r} folder")
             root, split = root / split, None
-        files = _image_files(root)
+        files = image_files(root)
         if not files:
             raise ValueError(f"no images found under {root}")
         if split is not None:
-            files = _split_files(files, split, seed)
+            files = split_files(files, split, seed)
         super().__init__(root, files, [0] * len(files), [root.name], size, size, skip_bad_images=skip_bad_images)
         self.split = split

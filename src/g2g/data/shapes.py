@@ -2,7 +2,7 @@
 
 Class (the identity a model should transfer) = shape x colour scheme; content = position, scale,
 rotation and background shade. Because `render` draws any (class, content) pair, the true mixed
-image render(content of x1, class of x2) exists and swap error can be measured exactly (SPEC §4, §7).
+image render(content of x1, class of x2) exists and swap error can be measured exactly.
 
 Rendering is vectorised: every image is a signed distance function (SDF) evaluated on the pixel
 grid, so a batch of 20,000 images at 32 px takes about a second on one CPU thread.

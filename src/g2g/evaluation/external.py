@@ -150,7 +150,7 @@ def lpips_summary(lpips, pred: torch.Tensor, target: torch.Tensor, seed: int = 0
 # ---- identity similarity ----
 
 def load_identity(path: str | Path) -> nn.Module:
-    """The VGGFace2 identity network of SPEC §5.2 from its weight file, via g2g.networks.identity."""
+    """The VGGFace2 identity network from its weight file, via g2g.networks.identity."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"identity network weights not found: {path}")

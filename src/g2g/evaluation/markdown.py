@@ -16,8 +16,8 @@ def _pct(d: dict, key: str = "accuracy", ci: str = "ci95") -> str:
     return _val(d, key, "{:.1f}", 100, " %", ci)
 
 
-def _rows(split: dict) -> list[tuple[str, str, str]]:
-    """(metric, value, reference) rows of one evaluated split; a split lacking a metric has no row."""
+def _reconstruction_rows(split: dict) -> list[tuple[str, str, str]]:
+    """Short and long reconstruction, the flat-image reference and the reassembly ratio."""
     rows = []
     for name, key in (("short", "short_reconstruction"), ("long", "long_reconstruction")):
         r = split[key]
@@ -31,11 +31,19 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
     a = split["reassembly"]
     rows.append(("double-swap / short reconstruction L1 on the same x1 (95 % CI)", _val(a, "ratio", ci="ratio_ci95"),
                  "1 = lossless swaps; goal ≤ 1.1"))
+    return rows
+
+
+def _swap_rows(split: dict) -> list[tuple[str, str, str]]:
+    """Swap fidelity against the true render, class transfer (one-shot and K-shot)."""
+    rows = []
     if "swap" in split:
         w = split["swap"]
         rows += [("swap PSNR vs true render (95 % CI)", _val(w, "psnr", unit=" dB"), "higher"),
-                 ("baseline: flat image of the target's mean colour", f"{w['baseline_flat_psnr']:.2f} dB", "swap must beat"),
-                 ("baseline: copy the content source x1", f"{w['baseline_copy_content_source_psnr']:.2f} dB", "swap must beat"),
+                 ("baseline: flat image of the target's mean colour", f"{w['baseline_flat_psnr']:.2f} dB",
+                  "swap must beat"),
+                 ("baseline: copy the content source x1", f"{w['baseline_copy_content_source_psnr']:.2f} dB",
+                  "swap must beat"),
                  ("swap SSIM vs true render (95 % CI)", _val(w, "ssim", "{:.3f}"), "1 is perfect")]
         if "lpips" in w:
             rows.append(("swap LPIPS vs true render (95 % CI)", _val(w, "lpips", "{:.3f}"),
@@ -43,15 +51,22 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
     if "class_transfer" in split:
         c = split["class_transfer"]
         rows.append(("class transfer accuracy (95 % CI; chance)", f"{_pct(c)}; {100 * c['chance']:.1f} %", "higher"))
-        rows.append(("classifier sees the content source's class in m1", f"{100 * c['content_source_class_rate']:.1f} %", "0"))
-    for key, entry in split.get("few_shot", {}).items():
+        rows.append(("classifier sees the content source's class in m1",
+                     f"{100 * c['content_source_class_rate']:.1f} %", "0"))
+    for entry in split.get("few_shot", {}).values():
         k = entry["k"]
         if "class_transfer" in entry:
             rows.append((f"class transfer, {k}-shot class code (95 % CI)", _pct(entry["class_transfer"]),
                          "higher; K-shot ≥ 1-shot"))
         if "swap_psnr" in entry:
-            rows.append((f"swap PSNR, {k}-shot class code (95 % CI)", _val(entry["swap_psnr"], "psnr", unit=" dB", ci="ci95"),
-                         "higher"))
+            rows.append((f"swap PSNR, {k}-shot class code (95 % CI)",
+                         _val(entry["swap_psnr"], "psnr", unit=" dB", ci="ci95"), "higher"))
+    return rows
+
+
+def _code_rows(split: dict) -> list[tuple[str, str, str]]:
+    """Copy-through, the code cycle and the leakage probes."""
+    rows = []
     t = split["copy_through"]
     if "true_render" in t:
         rows.append(("copy-through: m1 closer to x1 than to the true render (95 % CI)",
@@ -68,11 +83,18 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
             p = split[key]
             rows.append((f"class from content code ({label} probe, 95 % CI; chance)",
                          f"{_pct(p)}; {100 * p['chance']:.1f} %", "chance (goal)"))
-    for key, label, goal in (("content_from_class_r2", "content factors from class code (R², ridge)", "0 (goal)"),
-                             ("content_from_class_mlp_r2", "content factors from class code (R², MLP)", "0 (goal)"),
-                             ("content_from_content_r2", "content factors from content code (R², ridge)", "1 (informative)")):
+    for key, label, goal in (
+            ("content_from_class_r2", "content factors from class code (R², ridge)", "0 (goal)"),
+            ("content_from_class_mlp_r2", "content factors from class code (R², MLP)", "0 (goal)"),
+            ("content_from_content_r2", "content factors from content code (R², ridge)", "1 (informative)")):
         if key in split:
             rows.append((f"{label} (95 % CI)", _val(split[key], "mean", "{:.3f}", ci="ci95"), goal))
+    return rows
+
+
+def _judged_rows(split: dict) -> list[tuple[str, str, str]]:
+    """DCI, realism (FID/KID) and identity similarity, where they were measured."""
+    rows = []
     if "dci" in split:
         d = split["dci"]
         for key in ("disentanglement", "completeness", "informativeness"):
@@ -83,7 +105,8 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
     if "realism" in split and "fid" in split["realism"]:
         r = split["realism"]
         for key, fmt in (("fid", "{:.2f}"), ("kid", "{:.4f}")):
-            rows.append((f"{key.upper()} of m1 vs real ({r['chunks']} chunks of {r['n_per_side'] // r['chunks']}; 95 % CI)",
+            chunks = f"{r['chunks']} chunks of {r['n_per_side'] // r['chunks']}"
+            rows.append((f"{key.upper()} of m1 vs real ({chunks}; 95 % CI)",
                          _val(r, key, fmt), "real vs real " + fmt.format(r[f"{key}_real_reference"])))
     if "identity_similarity" in split:
         g = split["identity_similarity"]
@@ -91,6 +114,11 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
                      f"unrelated {g['unrelated_level']:.3f}; same identity {g['same_class_level']:.3f}; "
                      f"m1 to x1 {g['to_content_source']:.3f}"))
     return rows
+
+
+def _rows(split: dict) -> list[tuple[str, str, str]]:
+    """(metric, value, reference) rows of one evaluated split; a split lacking a metric has no row."""
+    return _reconstruction_rows(split) + _swap_rows(split) + _code_rows(split) + _judged_rows(split)
 
 
 def to_markdown(report: dict) -> str:

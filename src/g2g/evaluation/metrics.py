@@ -1,30 +1,19 @@
-"""Metric primitives for SPEC §7: image fidelity, probes for leakage, DCI, an independent classifier,
-the copy-through test, and 95 % intervals (bootstrap over test items, or t over seeds).
+"""Metric primitives of the evaluation: image fidelity, an independent classifier, code agreement and
+the copy-through test (probes and DCI are in probes.py, 95 % intervals in intervals.py).
 
-Images are float NCHW in [-1, 1]. Codes are given per image; a spatial content code is flattened to a
-vector before probing. Every function is pure (seeded, no global state changed) and vectorised.
+Images are float NCHW in [-1, 1]. Every function is pure (seeded, no global state changed) and
+vectorised.
 """
 
 import math
-import time
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import r2_score
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from .intervals import bootstrap_ci, r2_ci
+from .intervals import bootstrap_ci
 
 PSNR_CAP_DB = 100.0  # identical images: PSNR is infinite; 100 dB (MSE 1e-10 on [0, 1]) keeps means finite
 
@@ -79,83 +68,12 @@ def flat_image_baseline(target: torch.Tensor) -> torch.Tensor:
     return target.mean(dim=(2, 3), keepdim=True).expand_as(target).clone()
 
 
-def _as_matrix(x) -> np.ndarray:
+def as_matrix(x) -> np.ndarray:
     """Tensor or array of N items of any shape → float (N, D)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     x = np.asarray(x, dtype=np.float64)
     return x.reshape(len(x), -1)
-
-
-def _as_labels(y) -> np.ndarray:
-    return (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).reshape(-1)
-
-
-def _split(n: int, labels: np.ndarray | None, seed: int, test_fraction: float):
-    """Train/test indices; stratified by labels when every class has two samples (else plain)."""
-    stratify = None
-    if labels is not None and np.unique(labels, return_counts=True)[1].min() >= 2:
-        stratify = labels
-    return train_test_split(np.arange(n), test_size=test_fraction, random_state=seed, stratify=stratify)
-
-
-def _probe(model, features, labels, seed: int, test_fraction: float) -> dict:
-    x, y = _as_matrix(features), _as_labels(labels)
-    train, test = _split(len(x), y, seed, test_fraction)
-    with warnings.catch_warnings():  # the iteration cap is the probe's budget; its score says what it reached
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = make_pipeline(StandardScaler(), model).fit(x[train], y[train])
-    hits = clf.predict(x[test]) == y[test]
-    counts = np.unique(y[test], return_counts=True)[1]
-    return {"accuracy": float(hits.mean()), "ci95": list(bootstrap_ci(hits, seed=seed)),
-            "chance": float(counts.max() / len(test)), "n_classes": int(len(np.unique(y))),
-            "n_train": int(len(train)), "n_test": int(len(test))}
-
-
-def linear_probe(features, labels, seed: int = 0, test_fraction: float = 0.3) -> dict:
-    """Held-out accuracy of a logistic regression predicting labels from (N, ...) features.
-
-    Returns {"accuracy", "ci95", "chance", "n_classes", "n_train", "n_test"}; chance is the frequency of
-    the most common class in the test part, the goal for a content code that holds no class; ci95 is a
-    bootstrap interval over the test part.
-    """
-    model = LogisticRegression(max_iter=1000, random_state=seed)
-    return _probe(model, features, labels, seed, test_fraction)
-
-
-def mlp_probe(features, labels, seed: int = 0, test_fraction: float = 0.3, hidden: int = 256) -> dict:
-    """As linear_probe with a one-hidden-layer MLP (early stopping on 10 % of the train part)."""
-    model = MLPClassifier(hidden_layer_sizes=(hidden,), early_stopping=True, max_iter=200, random_state=seed)
-    return _probe(model, features, labels, seed, test_fraction)
-
-
-def _regress(model, features, factors, seed: int, test_fraction: float) -> dict:
-    x, f = _as_matrix(features), _as_matrix(factors)
-    train, test = _split(len(x), None, seed, test_fraction)
-    with warnings.catch_warnings():  # as in _probe
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x[train], f[train] if f.shape[1] > 1 else f[train, 0])
-    pred = model.predict(x[test]).reshape(len(test), -1)
-    r2 = r2_score(f[test], pred, multioutput="raw_values")
-    return {"r2": [float(v) for v in r2], "mean": float(r2.mean()), "ci95": list(r2_ci(f[test], pred, seed))}
-
-
-def factor_r2(features, factors, seed: int = 0, test_fraction: float = 0.3) -> dict:
-    """Held-out R² of ridge regressions predicting each continuous factor (column) from features.
-
-    features (N, ...), factors (N, K) or (N,). Returns {"r2": [K floats], "mean": float, "ci95"},
-    unclipped: 0 is the goal for leakage (e.g. content factors from class codes), and negative means
-    worse than the mean; ci95 is a bootstrap interval of the mean R² over the test part.
-    """
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15), alpha_per_target=True))
-    return _regress(model, features, factors, seed, test_fraction)
-
-
-def mlp_factor_r2(features, factors, seed: int = 0, test_fraction: float = 0.3, hidden: int = 256) -> dict:
-    """As factor_r2 with a one-hidden-layer MLP (standardised inputs and targets, early stopping)."""
-    mlp = MLPRegressor(hidden_layer_sizes=(hidden,), early_stopping=True, max_iter=200, random_state=seed)
-    model = make_pipeline(StandardScaler(), TransformedTargetRegressor(mlp, transformer=StandardScaler()))
-    return _regress(model, features, factors, seed, test_fraction)
 
 
 class Classifier(nn.Module):
@@ -187,14 +105,15 @@ def _random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torc
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 15,
-                     batch_size: int = 32, lr: float = 6e-3, seed: int = 0, max_seconds: float | None = None,
+                     batch_size: int = 32, lr: float = 6e-3, seed: int = 0, max_steps: int | None = None,
                      width: int = 16) -> Classifier:
-    """Train the independent classifier of SPEC §7 on real (N, 3, H, W) images; returns it in eval mode.
+    """Train the independent classifier of the evaluation on real (N, 3, H, W) images; returns it in eval
+    mode.
 
-    Adam; the learning rate warms up over the first 5 % of training, then decays to 0 along a cosine,
-    where progress is the larger of steps done / (epochs × batches) and elapsed / max_seconds, so a
-    run cut short by max_seconds still ends annealed. The only augmentation is a random shift of up to
-    H/16 px (the class does not change). Runs on the images' device.
+    Adam for epochs × (N // batch_size) steps, or max_steps if fewer; the learning rate warms up over the
+    first 5 % of those steps, then decays to 0 along a cosine, so a run shortened by max_steps still ends
+    annealed. The only augmentation is a random shift of up to H/16 px (the class does not change). Runs
+    on the images' device.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -205,18 +124,18 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     gen = torch.Generator().manual_seed(seed)
     labels = labels.to(device).long()
     steps = epochs * (len(images) // batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     max_shift = max(1, images.shape[-1] // 16)
-    start, step = time.monotonic(), 0
+    step = 0
     model.train()
     while True:
         order = torch.randperm(len(images), generator=gen).to(device)
         for idx in order[: len(order) - len(order) % batch_size].view(-1, batch_size):  # drop the ragged end
-            progress = step / steps
-            if max_seconds is not None:
-                progress = max(progress, (time.monotonic() - start) / max_seconds)
-            if progress >= 1:
+            if step >= steps:
                 return model.eval()
+            progress = step / steps
             for group in opt.param_groups:
                 group["lr"] = lr * min(progress / 0.05, 0.5 * (1 + math.cos(math.pi * progress)))
             x = _random_shift(images[idx].float(), max_shift, gen)
@@ -235,108 +154,9 @@ def classify(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> t
     return torch.cat(preds).to(images.device)
 
 
-def _normalised_entropy(p: np.ndarray, axis: int) -> np.ndarray:
-    """Entropy of distributions along axis, in log base of their length (1 = uniform, 0 = one-hot)."""
-    k = p.shape[axis]
-    if k < 2:
-        return np.zeros(np.delete(p.shape, axis))
-    p = p / np.clip(p.sum(axis=axis, keepdims=True), 1e-12, None)
-    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=axis) / np.log(k)
-
-
-def dci(codes: dict, factors: dict, discrete: set, factor_groups: dict | None = None, seed: int = 0,
-        max_samples: int = 2000, n_estimators: int = 50, test_fraction: float = 0.3,
-        importance: str = "permutation", n_permutations: int = 3) -> dict:
-    """Block-level DCI (Eastwood & Williams 2018): each code block (e.g. "content", "class") is one unit.
-
-    codes: {block: (N, ...) codes}; factors: {name: (N,) values}; discrete: names of the categorical
-    factors (random-forest classifier; the others use a regressor), fitted per factor on all blocks.
-    Importance of block j for factor k:
-    - "permutation" (default): how much the held-out score (accuracy, or R²) drops when block j's rows
-      are shuffled jointly (its columns keep their relations, their link to the factor is cut), the
-      shuffled score floored at chance (majority-class rate, or R² 0), averaged over n_permutations;
-    - "impurity": the sum of the forest's impurity importances over j's dimensions (columns sum to 1).
-      This credits a block with the noise splits a deep forest makes on its many dimensions: a class
-      block of 30 one-hot dimensions takes ~7 % of every content factor, so a perfectly disentangled code
-      scores ~0.75; permutation credits a block only with what the prediction needs from it.
-    Disentanglement = Σ_j ρ_j (1 − H_G(P_j·)), ρ_j the block's share of all importance; completeness =
-    mean over factors that some block predicts of 1 − H_B(P_·k); informativeness = mean held-out
-    accuracy (discrete) or R² (continuous). A factor no block predicts has zero importance and so no
-    weight in either.
-
-    factor_groups ({factor: group}, e.g. shape → "class", position → "content") sums importance within
-    each group before the disentanglement entropy, so a content block that holds several content factors
-    still counts as disentangled; without it each factor is its own group (plain Eastwood & Williams),
-    and a block holding K' of K factors equally scores at most 1 − log_K K'. At most max_samples random
-    samples are used. Returns a JSON-serialisable dict.
-    """
-    blocks, names = list(codes), list(factors)
-    if not blocks or not names:
-        raise ValueError("dci needs at least one code block and one factor")
-    if importance not in ("permutation", "impurity"):
-        raise ValueError(f"importance must be 'permutation' or 'impurity', not {importance!r}")
-    unknown = set(discrete) - set(names)
-    if unknown:
-        raise ValueError(f"discrete factors {sorted(unknown)} are not among the factors {names}")
-    groups = factor_groups if factor_groups is not None else {n: n for n in names}
-    if set(groups) != set(names):
-        raise ValueError(f"factor_groups must name each factor exactly once: {names}, got {sorted(groups)}")
-    group_names = list(dict.fromkeys(groups[n] for n in names))
-    mats = [_as_matrix(codes[b]) for b in blocks]
-    x = np.concatenate(mats, axis=1)  # (N, D), block j owns columns owner == j
-    owner = np.repeat(np.arange(len(blocks)), [m.shape[1] for m in mats])
-    rng = np.random.default_rng(seed)
-    keep = rng.permutation(len(x))[:max_samples]
-    x = x[keep]
-    train, test = _split(len(x), None, seed, test_fraction)
-    weights = np.zeros((len(blocks), len(names)))  # (B, K)
-    informativeness = {}
-    for k, name in enumerate(names):
-        y = _as_labels(factors[name])[keep]
-        is_discrete = name in discrete
-        forest = RandomForestClassifier if is_discrete else RandomForestRegressor
-        model = forest(n_estimators=n_estimators, max_features="sqrt", min_samples_leaf=2, random_state=seed,
-                       n_jobs=1).fit(x[train], y[train])
-
-        def score(features, y_test=y[test]):
-            pred = model.predict(features)
-            return (pred == y_test).mean() if is_discrete else r2_score(y_test.astype(float), pred)
-
-        informativeness[name] = float(score(x[test]))
-        if importance == "impurity":
-            weights[:, k] = np.bincount(owner, weights=model.feature_importances_, minlength=len(blocks))
-            continue
-        floor = np.unique(y[test], return_counts=True)[1].max() / len(test) if is_discrete else 0.0
-        for j in range(len(blocks)):
-            shuffled = []
-            for _ in range(n_permutations):
-                xp = x[test].copy()
-                xp[:, owner == j] = xp[rng.permutation(len(test))][:, owner == j]
-                shuffled.append(max(score(xp), floor))
-            weights[j, k] = max(informativeness[name] - float(np.mean(shuffled)), 0.0)
-    group_of = np.array([group_names.index(groups[n]) for n in names])
-    by_group = np.stack([weights[:, group_of == g].sum(1) for g in range(len(group_names))], 1)  # (B, G)
-    per_block = 1 - _normalised_entropy(by_group, axis=1)  # (B,) over factor groups
-    total = weights.sum()
-    rho = weights.sum(1) / total if total > 0 else np.zeros(len(blocks))
-    predicted = weights.sum(0) > 0  # factors some block predicts
-    per_factor = 1 - _normalised_entropy(weights, axis=0)  # (K,) over blocks
-    ungrouped = (rho * (1 - _normalised_entropy(weights, axis=1))).sum()  # each factor its own group
-    return {"disentanglement": float((rho * per_block).sum()),
-            "completeness": float(per_factor[predicted].mean()) if predicted.any() else 0.0,
-            "disentanglement_ungrouped": float(ungrouped),
-            "informativeness": float(np.mean(list(informativeness.values()))),
-            "disentanglement_per_block": dict(zip(blocks, per_block.tolist())),
-            "completeness_per_factor": {n: float(c) if p else None
-                                        for n, c, p in zip(names, per_factor, predicted)},
-            "informativeness_per_factor": informativeness,
-            "importance": weights.tolist(), "importance_kind": importance, "blocks": blocks, "factors": names,
-            "factor_groups": groups, "n_samples": int(len(x))}
-
-
 def pairwise_cosine(a, b) -> torch.Tensor:
     """Cosine similarity of the flattened rows of two (N, ...) batches.  # (N,)"""
-    a, b = (torch.as_tensor(_as_matrix(t)) for t in (a, b))
+    a, b = (torch.as_tensor(as_matrix(t)) for t in (a, b))
     return F.cosine_similarity(a, b, dim=1)
 
 

@@ -1,4 +1,4 @@
-"""`g2g eval`: the disentanglement report of SPEC §7 for an exported model (JSON + Markdown).
+"""`g2g eval`: the disentanglement report of an exported model (JSON + Markdown).
 
 Per split (seen and held-out classes on `shapes`; the test split elsewhere), on test pairs (x1, x2) of
 different classes with m1 = G(a1, b2): reconstruction (short x̂, long r) and the reassembly ratio;
@@ -21,14 +21,19 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..inference import G2GModel, atomic_write, load
+from ..files import atomic_write
+from ..inference import G2GModel, load
 from ..wiring import g2g_forward
 from . import external as X
 from . import metrics as M
 from .intervals import bootstrap_ci
 from .markdown import to_markdown
+from .pairs import batched, make_pairs, same_class_others
 from .sections import agreement, copy_through, dci_blocks, fidelity, leakage, reassembly
 
+# optimizer steps of the independent classifier: about a minute on two CPU threads at 32 px (and at
+# most 15 epochs of its training images)
+CLASSIFIER_STEPS = 4500
 LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy",
              "safetensors", "torch-fidelity")
 
@@ -67,52 +72,6 @@ class Judges:
     skipped: dict = field(default_factory=dict)
 
 
-def _batched(fn, *tensors, chunk: int = 500):
-    """Apply fn to aligned chunks of tensors and concatenate each output field on the CPU."""
-    outs = [fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, len(tensors[0]), chunk)]
-    if isinstance(outs[0], tuple):
-        return tuple(torch.cat([o.cpu() for o in field_]) for field_ in zip(*outs))
-    return torch.cat([o.cpu() for o in outs])
-
-
-def make_pairs(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n index pairs (i, j) with different labels where there are several classes. (n,), (n,)"""
-    g = torch.Generator().manual_seed(seed)
-    i = torch.randint(len(labels), (n,), generator=g)
-    j = torch.randint(len(labels), (n,), generator=g)
-    if len(labels.unique()) > 1:
-        for _ in range(100):  # redraw partners of the same class (vectorised, a few rounds suffice)
-            same = labels[i] == labels[j]
-            if not same.any():
-                break
-            j[same] = torch.randint(len(labels), (int(same.sum()),), generator=g)
-        keep = labels[i] != labels[j]
-        i, j = i[keep], j[keep]
-    return i, j
-
-
-def same_class_others(labels: torch.Tensor, idx: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """k other images of the class of each image idx, distinct while the class has k others (then
-    repeated; an image alone in its class stands for itself).  # (n, k) indices"""
-    order = torch.argsort(labels, stable=True)                 # images grouped by class
-    classes, counts = labels.unique(return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order))
-    c = torch.searchsorted(classes, labels[idx])
-    start, others = starts[c], counts[c] - 1                   # (n,)
-    # the k smallest of `others` random keys per row are k distinct offsets among the class's others
-    width = max(int(others.max()), 1)
-    keys = torch.rand(len(idx), width, generator=torch.Generator().manual_seed(seed + 1))
-    keys[torch.arange(width) >= others[:, None]] = 2.0
-    off = keys.argsort(1)[:, :k] % others.clamp(min=1)[:, None]   # (n, min(k, width))
-    off = off.repeat(1, -(-k // off.shape[1]))[:, :k]
-    own = rank[idx][:, None]                                   # position of the image itself in `order`
-    pos = start[:, None] + off
-    pos = pos + (pos >= own)                                   # step over the image itself
-    return order[torch.where(others[:, None] > 0, pos, own)]
-
-
 @torch.no_grad()
 def _pair_pass(model: G2GModel, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The G2G pass without training noise; keeps m1, r1, x̂1 and the codes of m1."""
@@ -129,8 +88,8 @@ def _few_shot(model, images, labels, i, j, others, m1, a1, x1_hat, target, judge
             m = m1
         else:
             refs = torch.cat([j[:, None], others[:, :k - 1]], 1)             # (n, K)
-            b = _batched(lambda r: model.encode_class(images[r]), refs)       # (n, D) mean over K
-            m = _batched(model.decode, a1, b)
+            b = batched(lambda r: model.encode_class(images[r]), refs)       # (n, D) mean over K
+            m = batched(model.decode, a1, b)
         entry = {"k": k}
         if judges.classifier is not None:
             hit = (M.classify(judges.classifier, m) == labels[j]).float()
@@ -167,9 +126,9 @@ def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, 
     factor_names; render(class_ids, factors, size) draws the true mixed images (shapes)."""
     i, j = make_pairs(labels, s.n_pairs, s.seed)
     x1, x2 = images[i], images[j]
-    content, class_code = _batched(model.encode, images)                     # (N, C, h, w), (N, D)
-    x_hat = _batched(model.decode, content, class_code)                      # short reconstructions
-    m1, r1, x1_hat, a_m1, b_m1 = _batched(lambda a, b: _pair_pass(model, a, b), x1, x2)
+    content, class_code = batched(model.encode, images)                     # (N, C, h, w), (N, D)
+    x_hat = batched(model.decode, content, class_code)                      # short reconstructions
+    m1, r1, x1_hat, a_m1, b_m1 = batched(lambda a, b: _pair_pass(model, a, b), x1, x2)
     others = same_class_others(labels, j, max(max(s.k_shots), 2) - 1, s.seed)  # (n, K − 1) of x2's class
     target = render(labels[j], factors[i], images.shape[-1]) if render is not None and factors is not None else None
     res = {"n_images": len(images), "n_pairs": len(i)}
@@ -261,26 +220,27 @@ def _load_judges(s: EvalSettings, identity, networks: dict, device) -> Judges:
 
 
 def independent_classifier(data: str, size: int, root: str | None = None, seed: int = 0,
-                           classifier_seconds: float = 60.0) -> torch.nn.Module | None:
+                           classifier_steps: int = CLASSIFIER_STEPS) -> torch.nn.Module | None:
     """The independent classifier that `run_eval(..., seed=seed)` trains for `data` at `size` px (None
     for data with one class), for callers that judge many models with one: networks={"classifier": ...}."""
-    return _train_judge(_datasets(data, size, root, seed)["judge"], seed, classifier_seconds)
+    return _train_judge(_datasets(data, size, root, seed)["judge"], seed, classifier_steps)
 
 
-def _train_judge(judge_set, seed: int, seconds: float) -> torch.nn.Module | None:
+def _train_judge(judge_set, seed: int, steps: int) -> torch.nn.Module | None:
     x, y = _tensors(judge_set)
     if len(y.unique()) < 2:
         return None
     n_cls = int(getattr(judge_set, "num_classes", int(y.max()) + 1))
-    return M.train_classifier(x, y, n_cls, seed=seed, max_seconds=seconds)
+    return M.train_classifier(x, y, n_cls, seed=seed, max_steps=steps)
 
 
 def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir: str | Path = "outputs/eval",
-             classifier_seconds: float = 60.0, identity: str | Path | None = None, device: str | None = None,
+             classifier_steps: int = CLASSIFIER_STEPS, identity: str | Path | None = None, device: str | None = None,
              networks: dict | None = None, **settings) -> dict:
     """Evaluate an exported model and write metrics.json and metrics.md to out_dir.
 
-    settings: fields of EvalSettings (n_pairs, seed, k_shots, ...). identity: weight file of the
+    settings: fields of EvalSettings (n_pairs, seed, k_shots, ...). classifier_steps: training steps of
+    the independent classifier (at most 15 epochs of its images). identity: weight file of the
     VGGFace2 identity network. networks: judges to use instead of loading them ({"lpips", "inception",
     "identity"}: stand-ins in tests; None leaves one out) or training it ({"classifier"}: one from
     `independent_classifier`, shared by many evaluations). device: where the model and judges run
@@ -297,7 +257,7 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
     report: dict = {"model": str(model_path), "generator": model.config.to_dict(), "data": data, "image_size": size,
                     "seed": s.seed}
     given = networks.get("classifier")
-    judges.classifier = given if given is not None else _train_judge(sets["judge"], s.seed, classifier_seconds)
+    judges.classifier = given if given is not None else _train_judge(sets["judge"], s.seed, classifier_steps)
     if judges.classifier is not None:
         tx, ty = _tensors(sets["judge_test"])
         report["classifier_accuracy_real_test"] = (M.classify(judges.classifier, tx) == ty).float().mean().item()
@@ -306,7 +266,7 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
         report[name] = evaluate_split(model, x, y, judges, s, getattr(ds, "factors", None), sets["render"],
                                       sets["factor_names"])
     report["skipped"] = judges.skipped
-    report["settings"] = {**asdict(s), "classifier_seconds": "given" if given is not None else classifier_seconds,
+    report["settings"] = {**asdict(s), "classifier_steps": "given" if given is not None else classifier_steps,
                           "device": str(device)}
     report["versions"] = library_versions()
     report["runtime_s"] = round(time.monotonic() - start, 1)

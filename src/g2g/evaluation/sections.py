@@ -7,6 +7,7 @@ import torch
 
 from . import external as X
 from . import metrics as M
+from . import probes as P
 from .intervals import bootstrap_ci, bootstrap_ratio_ci, seed_ci
 
 DCI_METHOD = ("one random forest (50 trees) per factor on the codes of both blocks; block j's importance for "
@@ -44,7 +45,8 @@ def reassembly(r1: torch.Tensor, x1_hat: torch.Tensor, x1: torch.Tensor, seed: i
     short_l1 = (x1_hat.float() - x1.float()).abs().mean(dim=(1, 2, 3))
     short = max(short_l1.mean().item(), 1e-12)
     return {"long_l1": long_l1.mean().item(), "short_l1": short_l1.mean().item(),
-            "ratio": long_l1.mean().item() / short, "ratio_ci95": list(bootstrap_ratio_ci(long_l1, short_l1, seed=seed)),
+            "ratio": long_l1.mean().item() / short,
+            "ratio_ci95": list(bootstrap_ratio_ci(long_l1, short_l1, seed=seed)),
             "reference": 1.0, "goal_max": 1.1}
 
 
@@ -93,17 +95,17 @@ def leakage(content: torch.Tensor, class_code: torch.Tensor, labels: torch.Tenso
     out = {}
     counts = y.unique(return_counts=True)[1]
     if len(counts) > 1 and int(counts.min()) >= 5:  # a held-out probe needs a few images of every class
-        out["class_from_content_probe"] = M.linear_probe(flat_content, y, seed=seed)
+        out["class_from_content_probe"] = P.linear_probe(flat_content, y, seed=seed)
         if mlp:
-            out["class_from_content_mlp_probe"] = M.mlp_probe(flat_content, y, seed=seed)
+            out["class_from_content_mlp_probe"] = P.mlp_probe(flat_content, y, seed=seed)
     elif len(counts) > 1:
         out["class_from_content_probe_skipped"] = "fewer than 5 test images in some class"
     if factors is not None:
         f = factors[:n]
-        out["content_from_class_r2"] = {**M.factor_r2(class_code[:n], f, seed=seed), "goal": 0.0}
+        out["content_from_class_r2"] = {**P.factor_r2(class_code[:n], f, seed=seed), "goal": 0.0}
         if mlp:
-            out["content_from_class_mlp_r2"] = {**M.mlp_factor_r2(class_code[:n], f, seed=seed), "goal": 0.0}
-        out["content_from_content_r2"] = {**M.factor_r2(flat_content, f, seed=seed), "goal": 1.0}
+            out["content_from_class_mlp_r2"] = {**P.mlp_factor_r2(class_code[:n], f, seed=seed), "goal": 0.0}
+        out["content_from_content_r2"] = {**P.factor_r2(flat_content, f, seed=seed), "goal": 1.0}
     return out
 
 
@@ -122,7 +124,7 @@ def dci_blocks(content: torch.Tensor, class_code: torch.Tensor, labels: torch.Te
     codes = {"class": class_code[:n], "content": content[:n].flatten(1)}
     fac = {"class": labels[:n], **{name: factors[:n, c] for c, name in enumerate(names)}}
     groups = {"class": "class", **{name: "content" for name in names}}
-    runs = [M.dci(codes, fac, {"class"}, groups, seed=seed + r, max_samples=n) for r in range(repeats)]
+    runs = [P.dci(codes, fac, {"class"}, groups, seed=seed + r, max_samples=n) for r in range(repeats)]
     out = {}
     for key in ("disentanglement", "completeness", "informativeness", "disentanglement_ungrouped"):
         values = [r[key] for r in runs]

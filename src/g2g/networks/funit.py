@@ -1,31 +1,15 @@
-"""FUNIT's few-shot generator (Liu et al. 2019, NVlabs/FUNIT `FewShotGen`) as G2G networks, and loading
-NVIDIA's published generator checkpoints into them (SPEC §5.3).
+"""FUNIT's few-shot generator (Liu et al. 2019, NVlabs/FUNIT `FewShotGen`) as G2G networks: content
+encoder, class encoder and AdaIN decoder. Loading NVIDIA's published checkpoints into them is
+networks/funit_checkpoint.py.
 
 The computation is FewShotGen's; the code is ours. Reflect padding lives inside the convolutions
 (`padding_mode="reflect"`), and the AdaIN parameters are a forward argument of the decoder instead of
-being assigned to its layers before each call. Parameter names therefore differ from NVIDIA's;
-`funit_key_map` pairs every tensor of ours with one of FewShotGen's, one to one:
-
-    ours (arch "funit")                FewShotGen
-    content_encoder.convs.{i}          enc_content.model.{i}.conv          i = 0 (7×7), 1…n_downs (4×4/2)
-    content_encoder.res.{j}.conv{k}    enc_content.model.{n_downs+1}.model.{j}.model.{k-1}.conv
-    class_encoder.convs.{i}            enc_class_model.model.{i}.conv      i = 0 (7×7), 1…n_downs (4×4/2)
-    class_encoder.head                 enc_class_model.model.{n_downs+2}   (model.{n_downs+1}: the pooling)
-    decoder.res.{j}.conv{k}            dec.model.0.model.{j}.model.{k-1}.conv
-    decoder.res.{j}.norm{k}.running_*  dec.model.0.model.{j}.model.{k-1}.norm.running_*   (unused)
-    decoder.ups.{i}                    dec.model.{2i+2}.conv               (dec.model.{2i+1}: upsampling)
-    decoder.to_rgb                     dec.model.{2·n_downs+1}.conv
-    decoder.mlp.{i}                    mlp.model.{i}.fc
-
-(each row covers `.weight` and `.bias`). Checkpoint files hold `{'gen': state dict, 'gen_test': state
-dict}`: `gen_test` is the EMA generator FUNIT uses for inference, `gen` the one it trains.
+being assigned to its layers before each call. Parameter names therefore differ from NVIDIA's
+(`funit_checkpoint.funit_key_map` pairs them one to one).
 """
 from __future__ import annotations
 
-import pickle
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +17,8 @@ from torch import nn
 
 from .blocks import adain, init_kaiming, instance_norm, upsample2x
 
-if TYPE_CHECKING:
-    from .generator import Generator, GeneratorConfig
 
-# SPEC §5.3 / FUNIT `configs/funit_animals.yaml` as GeneratorConfig arguments:
-# nf 64, n_res_blks 2, nf_mlp 256, latent_dim 64, n_mlp_blks 3, n_downs_content 3, n_downs_class 4; 128 px.
-FUNIT_ANIMALS = dict(arch="funit", image_size=128, channels=3, nf=64, n_downs_content=3, n_res_content=2,
-                     n_downs_class=4, class_dim=64, n_res_decoder=2, mlp_dim=256, n_mlp=3)
-
-
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+def reflect_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     """FUNIT's Conv2dBlock convolution: reflect padding of (kernel − 1) // 2 (3 for 7×7, 1 for 4×4/2)."""
     return nn.Conv2d(in_ch, out_ch, kernel, stride, padding=(kernel - 1) // 2, padding_mode="reflect")
 
@@ -56,7 +32,7 @@ class FunitResBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1, self.conv2 = _conv(channels, channels, 3), _conv(channels, channels, 3)
+        self.conv1, self.conv2 = reflect_conv(channels, channels, 3), reflect_conv(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + instance_norm(self.conv2(_in_relu(self.conv1(x))))
@@ -85,7 +61,7 @@ class FunitAdaINResBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1, self.conv2 = _conv(channels, channels, 3), _conv(channels, channels, 3)
+        self.conv1, self.conv2 = reflect_conv(channels, channels, 3), reflect_conv(channels, channels, 3)
         self.norm1, self.norm2 = FunitAdaIN(channels), FunitAdaIN(channels)
         self.n_params = 4 * channels
 
@@ -101,8 +77,8 @@ class FunitContentEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, nf: int = 64, n_downs: int = 3, n_res: int = 2):
         super().__init__()
         widths = [nf * 2 ** i for i in range(n_downs + 1)]
-        self.convs = nn.ModuleList([_conv(in_channels, nf, 7)] +
-                                   [_conv(a, b, 4, 2) for a, b in zip(widths, widths[1:])])
+        self.convs = nn.ModuleList([reflect_conv(in_channels, nf, 7)] +
+                                   [reflect_conv(a, b, 4, 2) for a, b in zip(widths, widths[1:])])
         self.res = nn.ModuleList(FunitResBlock(widths[-1]) for _ in range(n_res))
         self.out_channels = widths[-1]
         init_kaiming(self)
@@ -123,8 +99,8 @@ class FunitClassEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, nf: int = 64, n_downs: int = 4, latent_dim: int = 64):
         super().__init__()
         widths = [nf, 2 * nf] + [4 * nf] * (n_downs - 1)
-        self.convs = nn.ModuleList([_conv(in_channels, nf, 7)] +
-                                   [_conv(a, b, 4, 2) for a, b in zip(widths, widths[1:])])
+        self.convs = nn.ModuleList([reflect_conv(in_channels, nf, 7)] +
+                                   [reflect_conv(a, b, 4, 2) for a, b in zip(widths, widths[1:])])
         self.head = nn.Conv2d(widths[-1], latent_dim, 1)  # 1×1 conv as in FUNIT: its weights load as they are
         init_kaiming(self)
 
@@ -148,10 +124,11 @@ class FunitDecoder(nn.Module):
                  mlp_dim: int = 256, n_mlp: int = 3, out_channels: int = 3):
         super().__init__()
         ch = content_channels
-        self.res = nn.ModuleList(FunitAdaINResBlock(ch) for _ in range(n_res))
-        self.ups = nn.ModuleList(_conv(ch // 2 ** i, ch // 2 ** (i + 1), 5) for i in range(n_ups))
-        self.to_rgb = _conv(ch // 2 ** n_ups, out_channels, 7)
-        dims = [latent_dim] + [mlp_dim] * (n_mlp - 1) + [sum(b.n_params for b in self.res)]
+        blocks = [FunitAdaINResBlock(ch) for _ in range(n_res)]
+        self.res = nn.ModuleList(blocks)
+        self.ups = nn.ModuleList(reflect_conv(ch // 2 ** i, ch // 2 ** (i + 1), 5) for i in range(n_ups))
+        self.to_rgb = reflect_conv(ch // 2 ** n_ups, out_channels, 7)
+        dims = [latent_dim] + [mlp_dim] * (n_mlp - 1) + [sum(b.n_params for b in blocks)]
         self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         init_kaiming(self)
 
@@ -168,7 +145,7 @@ class FunitDecoder(nn.Module):
         for j, block in enumerate(self.res):
             x = block(x, params[:, j])
         for conv in self.ups:
-            x = _in_relu(upsample_conv5(x, conv))
+            x = _in_relu(upsample_conv5(x, cast(nn.Conv2d, conv)))
         return torch.tanh(self.to_rgb(x))
 
 
@@ -205,145 +182,3 @@ def upsample_conv5(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     y[..., :, :2] = direct(x[..., :, :2], (2, 0, 2, 2))
     y[..., :, -2:] = direct(x[..., :, -2:], (0, 2, 2, 2))
     return y
-
-
-# ---- NVIDIA's FewShotGen state dicts ↔ ours ----
-
-def funit_key_map(config: GeneratorConfig) -> dict[str, str]:
-    """Our state-dict key → FewShotGen's, for a generator of this config (arch "funit"); the table in
-    this module's docstring, spelled out."""
-    c, nd, ndc = config, config.n_downs_content, config.n_downs_class
-    pairs: dict[str, str] = {}
-
-    def conv(ours: str, theirs: str) -> None:
-        pairs[f"{ours}.weight"], pairs[f"{ours}.bias"] = f"{theirs}.weight", f"{theirs}.bias"
-
-    for i in range(nd + 1):
-        conv(f"content_encoder.convs.{i}", f"enc_content.model.{i}.conv")
-    for j in range(c.n_res_content):
-        for k in (1, 2):
-            conv(f"content_encoder.res.{j}.conv{k}",
-                 f"enc_content.model.{nd + 1}.model.{j}.model.{k - 1}.conv")
-    for i in range(ndc + 1):
-        conv(f"class_encoder.convs.{i}", f"enc_class_model.model.{i}.conv")
-    conv("class_encoder.head", f"enc_class_model.model.{ndc + 2}")
-    for j in range(c.n_res_decoder):
-        for k in (1, 2):
-            theirs = f"dec.model.0.model.{j}.model.{k - 1}"
-            conv(f"decoder.res.{j}.conv{k}", f"{theirs}.conv")
-            for stat in ("running_mean", "running_var"):
-                pairs[f"decoder.res.{j}.norm{k}.{stat}"] = f"{theirs}.norm.{stat}"
-    for i in range(nd):
-        conv(f"decoder.ups.{i}", f"dec.model.{2 * i + 2}.conv")
-    conv("decoder.to_rgb", f"dec.model.{2 * nd + 1}.conv")
-    for i in range(c.n_mlp):
-        conv(f"decoder.mlp.{i}", f"mlp.model.{i}.fc")
-    return pairs
-
-
-def funit_config_from_state_dict(state: Mapping[str, torch.Tensor], image_size: int = 128) -> GeneratorConfig:
-    """Read the architecture of a FewShotGen state dict from its keys and shapes (`image_size` is not
-    stored in it: 128 is what FUNIT's animal models were trained and tested at)."""
-    from .generator import GeneratorConfig
-
-    def count(pattern: str) -> int:
-        n = 0
-        while pattern.format(n) in state:
-            n += 1
-        return n
-
-    try:
-        nf, channels = state["enc_content.model.0.conv.weight"].shape[:2]
-        nd = count("enc_content.model.{}.conv.weight") - 1
-        ndc = count("enc_class_model.model.{}.conv.weight") - 1
-        class_dim = state[f"enc_class_model.model.{ndc + 2}.weight"].shape[0]
-        mlp_dim = state["mlp.model.0.fc.weight"].shape[0]
-    except (KeyError, AttributeError, IndexError, ValueError) as e:
-        raise ValueError(f"not a FUNIT FewShotGen state dict (no usable {e})") from None
-    return GeneratorConfig(arch="funit", image_size=image_size, channels=int(channels), nf=int(nf),
-                           n_downs_content=nd, n_downs_class=ndc, class_dim=int(class_dim),
-                           n_res_content=count(f"enc_content.model.{nd + 1}.model.{{}}.model.0.conv.weight"),
-                           n_res_decoder=count("dec.model.0.model.{}.model.0.conv.weight"),
-                           mlp_dim=int(mlp_dim), n_mlp=count("mlp.model.{}.fc.weight"))
-
-
-def load_funit_state_dict(gen: Generator, state: Mapping[str, torch.Tensor],
-                          source: str = "state dict") -> Generator:
-    """Copy a FewShotGen state dict into `gen` (arch "funit") by key mapping. A missing, misshaped or
-    unexpected key raises a one-line ValueError that names it (NVIDIA's name) and `source`."""
-    if gen.config.arch != "funit":
-        raise ValueError(f"{source}: FUNIT weights need a generator of arch 'funit', not {gen.config.arch!r}")
-    ours = gen.state_dict()
-    pairs = funit_key_map(gen.config)
-    converted = {}
-    for mine, theirs in pairs.items():
-        if theirs not in state:
-            raise ValueError(f"{source}: missing key {theirs!r} (expected by a FUNIT generator with "
-                             f"nf {gen.config.nf}, n_downs_content {gen.config.n_downs_content})")
-        t = state[theirs]
-        if not isinstance(t, torch.Tensor) or t.shape != ours[mine].shape:
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{source}: key {theirs!r} has shape {got}, expected {tuple(ours[mine].shape)}")
-        converted[mine] = t.to(torch.float32).contiguous()
-    extra = sorted(set(state) - set(pairs.values()))
-    if extra:
-        raise ValueError(f"{source}: unexpected key {extra[0]!r} ({len(extra)} in all): "
-                         f"not a FUNIT generator of this architecture")
-    gen.load_state_dict(converted, assign=any(t.is_meta for t in ours.values()))
-    return gen
-
-
-def to_funit_state_dict(gen: Generator) -> dict[str, torch.Tensor]:
-    """Our weights under FewShotGen's names: what NVIDIA's code loads with `load_state_dict`."""
-    ours = gen.state_dict()
-    return {theirs: ours[mine] for mine, theirs in funit_key_map(gen.config).items()}
-
-
-def read_funit_checkpoint(path: str | Path, which: str = "gen_test") -> dict[str, torch.Tensor]:
-    """One state dict of a FUNIT generator checkpoint (torch.save of {'gen': ..., 'gen_test': ...}), read
-    without unpickling code (weights_only). which: 'gen_test' (EMA, for inference) or 'gen' (training)."""
-    if which not in ("gen", "gen_test"):
-        raise ValueError(f"which must be 'gen' or 'gen_test', not {which!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FUNIT checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(f"{path} is not a safetensors model file, and as a torch file it was refused "
-                         f"(weights_only unpickling: {first}); give a model written by `g2g export`") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path} is not a readable torch file ({str(e).splitlines()[0]})") from None
-    if not isinstance(ckpt, Mapping) or which not in ckpt:
-        hint = (" (a G2G training checkpoint: export it first with `g2g export`)"
-                if isinstance(ckpt, Mapping) and "state_dict" in ckpt else "")
-        raise ValueError(f"{path} is not a safetensors model file nor a FUNIT generator checkpoint (no {which!r} "
-                         f"entry){hint or '; give a model written by `g2g export`'}")
-    if not isinstance(ckpt[which], Mapping):
-        raise ValueError(f"{path}: {which!r} is a {type(ckpt[which]).__name__}, not a state dict")
-    return ckpt[which]
-
-
-def load_funit_checkpoint(path: str | Path, which: str = "gen_test", image_size: int = 128,
-                          config: GeneratorConfig | None = None) -> Generator:
-    """A Generator (arch "funit") holding one generator of NVIDIA's FUNIT checkpoint. The architecture is
-    read from the file unless `config` is given; 'gen_test' is FUNIT's EMA generator, used for inference."""
-    from .generator import Generator
-
-    state = read_funit_checkpoint(path, which)
-    if config is None:
-        try:
-            config = funit_config_from_state_dict(state, image_size)
-        except ValueError as e:
-            raise ValueError(f"{path}[{which!r}]: {e}") from None
-    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-        gen = Generator(config)
-    return load_funit_state_dict(gen, state, source=f"{path}[{which!r}]").eval()
-
-
-def init_from_funit_checkpoint(gen: Generator, path: str | Path, which: str = "gen") -> Generator:
-    """Initialise an existing generator (arch "funit", e.g. the one a training module built from its
-    config) from a FUNIT checkpoint, in place. For training (an `init_from: PATH` option), load 'gen' into
-    the trained generator and 'gen_test' into its EMA copy, as FUNIT's own resume does."""
-    return load_funit_state_dict(gen, read_funit_checkpoint(path, which), source=f"{path}[{which!r}]")

@@ -1,4 +1,4 @@
-"""Frozen VGGFace2 ResNet-50 face-identity network (SPEC §5.2) and its weight loading.
+"""Frozen VGGFace2 ResNet-50 face-identity network and its weight loading.
 
 Loads the official `resnet50_ft` PyTorch state dict (flat Caffe-style names such as
 `conv1_7x7_s2.weight`, `conv3_1_1x1_reduce_bn.running_var`; with or without the 8631-way
@@ -12,7 +12,7 @@ API:
 
 Gradients flow through the network to its input (for identity losses on generated images), but the
 network itself never trains: `train()` is overridden so a framework's `model.train()` leaves it in eval
-mode (the seed's BatchNorm ran on batch statistics of 2 images).
+mode (the original implementation's BatchNorm ran on batch statistics of 2 images).
 """
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ class IdentityNet(nn.Module):
     use `from_file` for the published ones.
     """
 
-    def __init__(self):
+    shift: torch.Tensor  # (1, 3, 1, 1) buffer: 127.5 − the mean colour
+
+    def __init__(self) -> None:
         super().__init__()
         self._conv_bn("conv1_7x7_s2", 3, 64, 7, stride=2, padding=3)
         self.blocks: list[tuple[str, bool]] = []  # (name prefix, has a projection shortcut)

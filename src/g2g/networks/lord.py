@@ -1,4 +1,4 @@
-"""LORD-style networks of the `naive` preset (SPEC §2, §5.1): two symmetric convolutional encoders that
+"""LORD-style networks of the `naive` preset: two symmetric convolutional encoders that
 give vector codes, and LORD's generator (Gabbay & Hoshen 2020, avivga/lord-pytorch `model/modules.py`),
 where the content code goes in directly, through fully connected layers, and the class code enters every
 upsampling layer through AdaIN (a forward argument here, not parameters assigned to the layers).
@@ -13,9 +13,10 @@ from .blocks import adain, upsample2x
 
 
 class VectorEncoder(nn.Module):
-    """Image (B, C, S, S) → code (B, code_dim). DCGAN-style, as the seed's naive encoders: n_downs 4×4
-    stride-2 convolutions doubling the width (capped at max_channels), batch norm and LeakyReLU, then one
-    convolution over the whole remaining map (S / 2**n_downs square) to code_dim channels.
+    """Image (B, C, S, S) → code (B, code_dim). DCGAN-style, as the original implementation's naive
+    encoders: n_downs 4×4 stride-2 convolutions doubling the width (capped at max_channels), batch norm and
+    LeakyReLU, then one convolution over the whole remaining map (S / 2**n_downs square) to code_dim
+    channels.
     Content and class encoders are the same network with their own weights."""
 
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 5, code_dim: int = 256,

@@ -1,4 +1,4 @@
-"""Frozen VGG16 perceptual features and loss (SPEC §5.4): torchvision's ImageNet VGG16, cut after the
+"""Frozen VGG16 perceptual features and loss: torchvision's ImageNet VGG16, cut after the
 one layer used.
 
 API:
@@ -51,6 +51,9 @@ def default_weights_path() -> Path:
 
 class VGGPerceptual(nn.Module):
     """torchvision VGG16 `features` up to and including `layer`, with ImageNet normalisation inside."""
+
+    scale: torch.Tensor  # (1, 3, 1, 1) buffers: [-1, 1] → ImageNet-normalised as x · scale + shift
+    shift: torch.Tensor
 
     def __init__(self, weights: str | Path | None = None, layer: str = "relu2_2"):
         super().__init__()
@@ -108,7 +111,7 @@ class VGGPerceptual(nn.Module):
         return self.features(torch.addcmul(self.shift, x, self.scale))  # (B, C, H', W')
 
     def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """L1 distance of the features (SPEC §2 'VGG'); gradients reach `x` only."""
+        """L1 distance of the features (the original report's 'VGG' loss); gradients reach `x` only."""
         with torch.no_grad():
             y = self(target)
         return F.l1_loss(self(x), y)

@@ -13,8 +13,8 @@ use the `g2g` or `funit` architectures.
 
 A swap draws one class's template at a pose read off another class, so it is only as good as the pose's
 precision and as the agreement between classes on what a pose means. The pose encoder refines its first
-estimate in the object's own frame (`PoseEncoder`); `lambda_equivariance` and `lambda_pose_moments` (the
-functions at the end of this file) make every class use the same units, signs and origin.
+estimate in the object's own frame (`PoseEncoder`); `lambda_equivariance` and `lambda_pose_moments` (their
+terms are in pose_losses.py) make every class use the same units, signs and origin.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import running_class_means
 from .encoders import ClassEncoder, conv_trunk
 
 # The pose vector, in natural units: (tx, ty) the template centre in image units (the image spans [-1, 1],
@@ -45,7 +44,7 @@ def pose_dim(channels: int) -> int:
     return POSE_GEOMETRY + channels
 
 
-def _rotation(angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def rotation_matrix(angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """(B,) angle and scale → (B, 2, 2) [[cos, sin], [-sin, cos]] / scale; products of these matrices add
     their angles and multiply their 1 / scale."""
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
@@ -56,7 +55,7 @@ def template_to_image(pose: torch.Tensor) -> torch.Tensor:
     """pose (B, ≥ 4) → (B, 2, 3) `affine_grid` matrices that map template coordinates to image coordinates:
     sampling an image with them gives the object's canonical view (centred, upright, nominal size)."""
     scale = NOMINAL_SCALE * torch.exp(pose[:, 2])
-    return torch.cat([_rotation(-pose[:, 3], 1 / scale), pose[:, :2, None]], dim=2)
+    return torch.cat([rotation_matrix(-pose[:, 3], 1 / scale), pose[:, :2, None]], dim=2)
 
 
 class PoseRegressor(nn.Module):
@@ -71,10 +70,10 @@ class PoseRegressor(nn.Module):
         self.features = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels,
                                                   "none", "lrelu"))
         side = image_size // 2 ** n_downs
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(code_channels * side * side, hidden),
-                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, pose_dim(in_channels)))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        hidden_layer, last = nn.Linear(code_channels * side * side, hidden), nn.Linear(hidden, pose_dim(in_channels))
+        self.head = nn.Sequential(nn.Flatten(), hidden_layer, nn.LeakyReLU(0.2, inplace=True), last)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -115,11 +114,12 @@ class PoseEncoder(nn.Module):
         shift = self.bound(r[:, :2])
         log_scale, angle = SCALE_RANGE * self.bound(r[:, 2]), MAX_ROTATION * self.bound(r[:, 3])
         background = r[:, POSE_GEOMETRY:]
-        for _ in range(self.refine):
+        passes = [self.fine] * self.refine if self.fine is not None else []  # refine > 0 builds self.fine
+        for fine in passes:
             frame = template_to_image(torch.stack([shift[:, 0], shift[:, 1], log_scale, angle], 1))
             view = F.grid_sample(x, F.affine_grid(frame, list(x.shape), align_corners=False), mode="bilinear",
                                  padding_mode="border", align_corners=False)
-            d = self.fine(view)
+            d = fine(view)
             shift = shift + (frame[:, :, :2] @ (REFINE_SHIFT * self.bound(d[:, :2, None]))).squeeze(-1)
             log_scale = log_scale + REFINE_SCALE * self.bound(d[:, 2])
             angle = angle + REFINE_ROTATION * self.bound(d[:, 3])
@@ -193,8 +193,8 @@ class SpriteDecoder(nn.Module):
     template = MLP(class code) → (C + 1, T, T): colour through tanh, opacity through a sigmoid whose bias
     starts as a centred disc (so the first gradients already move a foreground); the template is warped
     by the pose's similarity transform and composited over the pose's flat background colour. An MLP
-    straight to pixels learns a template per class within a few hundred steps on `shapes`, where
-    convolutional template generators (tried first) had not drawn a silhouette after a thousand.
+    straight to pixels learns a template per class within a few hundred steps on `shapes`; a
+    convolutional template generator has not drawn a silhouette after a thousand.
 
     parts > 0 (a palette template): the class code's first half draws the layout — opacity and a soft
     assignment of every template pixel to one of `parts` parts (softmax) — and its second half the
@@ -213,29 +213,31 @@ class SpriteDecoder(nn.Module):
         self.template_size = t = template_size or image_size
         self.layout_dim = class_dim - class_dim // 2 if parts else class_dim
         maps = 1 + parts if parts else channels + 1  # opacity + part logits, or colour + opacity
-        self.mlp = nn.Sequential(nn.Linear(self.layout_dim, hidden), nn.LeakyReLU(0.2, inplace=True),
-                                 nn.Linear(hidden, maps * t * t))
-        self.palette = (nn.Sequential(nn.Linear(class_dim // 2, hidden), nn.LeakyReLU(0.2, inplace=True),
-                                      nn.Linear(hidden, parts * channels)) if parts else None)
+        layout_in, layout_out = nn.Linear(self.layout_dim, hidden), nn.Linear(hidden, maps * t * t)
+        self.mlp = nn.Sequential(layout_in, nn.LeakyReLU(0.2, inplace=True), layout_out)
+        self.palette: nn.Sequential | None = None
+        if parts:
+            palette_in, palette_out = nn.Linear(class_dim // 2, hidden), nn.Linear(hidden, parts * channels)
+            self.palette = nn.Sequential(palette_in, nn.LeakyReLU(0.2, inplace=True), palette_out)
         with torch.no_grad():  # a small start: templates begin grey, opacity begins at the disc prior
-            self.mlp[-1].weight.mul_(0.1)
-            self.mlp[-1].bias.zero_()
+            layout_out.weight.mul_(0.1)
+            layout_out.bias.zero_()
             if parts:  # parts begin as unequal colours so that each can take its own pixels
-                self.palette[-1].weight.mul_(0.1)
-                self.palette[-1].bias.copy_(torch.linspace(-0.5, 0.5, parts).repeat_interleave(channels))
+                palette_out.weight.mul_(0.1)
+                palette_out.bias.copy_(torch.linspace(-0.5, 0.5, parts).repeat_interleave(channels))
         centres = (torch.arange(t, dtype=torch.float32) + 0.5) / t * 2 - 1
         yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         radius = (xx ** 2 + yy ** 2).sqrt()
         # opacity logit: +4 at the centre falling through 0 at radius 0.7 of the template's half-side
         self.register_buffer("opacity_prior", (4.0 * (0.7 - radius) / 0.3)[None, None], persistent=False)
         # part logits: part p is favoured on the p-th ring from the centre out, so parts start apart
-        rings = torch.stack([-(radius - 0.7 * (p + 0.5) / parts).abs() * 4 for p in range(parts)]) if parts else None
-        self.register_buffer("part_prior", rings[None] if parts else None, persistent=False)
+        rings = [-(radius - 0.7 * (p + 0.5) / parts).abs() * 4 for p in range(parts)]
+        self.register_buffer("part_prior", torch.stack(rings)[None] if parts else None, persistent=False)
 
     def template(self, class_code: torch.Tensor) -> torch.Tensor:
         """class code (B, class_dim) → RGBA template (B, C + 1, T, T): colour in [-1, 1], opacity in [0, 1]."""
         t = self.template_size
-        if not self.parts:
+        if self.palette is None:  # no parts: the MLP draws colour and opacity
             maps = self.mlp(class_code).view(-1, self.channels + 1, t, t)
             colour, opacity = maps.split([self.channels, 1], dim=1)
             return torch.cat([torch.tanh(colour), torch.sigmoid(opacity + self.opacity_prior)], dim=1)
@@ -250,7 +252,7 @@ class SpriteDecoder(nn.Module):
     @staticmethod
     def warp(pose: torch.Tensor) -> torch.Tensor:
         """pose (B, 4 + C) → the (B, 2, 3) sampling matrices of `affine_grid`: image → template coordinates."""
-        a = _rotation(pose[:, 3], NOMINAL_SCALE * torch.exp(pose[:, 2]))
+        a = rotation_matrix(pose[:, 3], NOMINAL_SCALE * torch.exp(pose[:, 2]))
         return torch.cat([a, -a @ pose[:, :2, None]], dim=2)
 
     def forward(self, pose: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
@@ -319,73 +321,8 @@ def fit_pose(decoder: SpriteDecoder, x: torch.Tensor, pose: torch.Tensor, class_
     return pose
 
 
-# --- Pose equivariance (`lambda_equivariance`) ---------------------------------------------------------
-# Moving an image by a similarity transform moves its pose by the same transform. Asking the encoder to
-# honour that fixes the units and the sign of every pose number the same way for every class: without it
-# the square (whose template is symmetric under a quarter turn) learnt its angle with the opposite sign to
-# the other shapes, and a pose read off a square drew every other shape turned the wrong way.
-EQUIVARIANCE_RANGE = (0.2, 0.1, 0.1)  # largest rotation (rad), log-scale and shift (image units) drawn
-
-
-def random_similarity(n: int, generator: torch.Generator, ranges: tuple[float, float, float] = EQUIVARIANCE_RANGE
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n random similarity transforms, uniform within ±ranges: angle (n,), log-scale (n,), shift (n, 2)."""
-    u = torch.rand(n, 4, generator=generator) * 2 - 1
-    return ranges[0] * u[:, 0], ranges[1] * u[:, 1], ranges[2] * u[:, 2:]
-
-
-def transform_images(x: torch.Tensor, angle: torch.Tensor, log_scale: torch.Tensor,
-                     shift: torch.Tensor) -> torch.Tensor:
-    """Resample images (B, C, S, S): output point z shows the input at R(angle) z / exp(log_scale) + shift
-    (edges extended), so objects turn by `angle`, grow by exp(log_scale) and move by −shift (rotated and
-    scaled). `transform_poses` gives the pose of the result."""
-    theta = torch.cat([_rotation(angle, torch.exp(log_scale)), shift[:, :, None]], dim=2).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def transform_poses(pose: torch.Tensor, angle: torch.Tensor, log_scale: torch.Tensor,
-                    shift: torch.Tensor) -> torch.Tensor:
-    """The pose (B, 4 + C) of an object of pose `pose` after `transform_images` with the same arguments."""
-    centre = torch.exp(log_scale)[:, None] * (_rotation(-angle, torch.ones_like(angle))
-                                              @ (pose[:, :2] - shift)[:, :, None]).squeeze(-1)
-    return torch.cat([centre, pose[:, 2:3] + log_scale[:, None], pose[:, 3:4] + angle[:, None],
-                      pose[:, POSE_GEOMETRY:]], dim=1)
-
-
-def pose_error_px(pred: torch.Tensor, target: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Mean squared difference of two poses' geometry, each number converted to the pixels it moves a point
-    of the object: translation by the image's half side, log-scale and angle by the nominal object radius
-    (BASE_SCALE of the half side) — so one unit of error costs the same whichever number makes it."""
-    error = (pred[:, :POSE_GEOMETRY] - target[:, :POSE_GEOMETRY]) * pixel_weights(image_size, pred.device)
-    return error.pow(2).mean()
-
-
 def pixel_weights(image_size: int, device: torch.device | None = None) -> torch.Tensor:
     """(4,) pixels per unit of each geometry number: the half side for translation, the nominal object
     radius for log-scale and angle."""
     half = image_size / 2
     return torch.tensor([half, half, BASE_SCALE * half, BASE_SCALE * half], device=device)
-
-
-# --- Pose moments (`lambda_pose_moments`) --------------------------------------------------------------
-# Every class shows the same distribution of poses, so the mean pose of every class should be the same.
-# Reconstruction cannot see where each class's template puts its own frame (a heart template drawn 15 %
-# larger with a pose 15 % smaller reconstructs as well), but a swap draws one class's template at another
-# class's pose, so such offsets become swap error; the linear probe removes them only slowly.
-POSE_MOMENT_RATE = 0.02  # weight of a batch in the running mean pose of each class (about 50 batches)
-
-
-def pose_moments(pose: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, seen: torch.Tensor,
-                 image_size: int, rate: float = POSE_MOMENT_RATE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Spread of the classes' mean poses, and the updated running means.
-
-    pose (B, 4 + C), labels (B,); means (K, 4): running mean geometry of each class in pixels (see
-    pixel_weights; updated by `running_class_means`), seen (K,) bool: classes met so far. The loss is half
-    the mean squared pixel distance of the batch's classes' means from the mean over all seen classes,
-    with gradient through the batch means only. Returns (loss, new means, new seen), the last two detached."""
-    geometry = pose[:, :POSE_GEOMETRY] * pixel_weights(image_size, pose.device)
-    updated, new_means, new_seen = running_class_means(geometry, labels, means, seen, rate)
-    centre = new_means[new_seen].mean(dim=0)
-    loss = 0.5 * (updated - centre).pow(2).sum(dim=1).mean()
-    return loss, new_means, new_seen
