@@ -35,8 +35,10 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(autouse=True)
-def _fixed_random_state():
-    """Every test starts from the same global random state, whatever ran before it."""
+def _fixed_random_state(monkeypatch):
+    """Every test starts from the same global random state, whatever ran before it (`g2g train` seeds
+    Lightning, which keeps the seed in an environment variable)."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
@@ -54,7 +56,6 @@ def tiny_run(tmp_path_factory):
     and the checkpoint written at step 2."""
     root = tmp_path_factory.mktemp("tiny_run")
     torch.manual_seed(0)
-    from g2g.module import G2GModule
     initial = {k: v.clone() for k, v in
                make_module(generator=generator_config(**TINY), **MODULE_KWARGS).state_dict().items()}
     module, trainer = fit_tiny(root, max_steps=2, save_to=root / "step2.ckpt")

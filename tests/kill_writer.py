@@ -27,7 +27,8 @@ def write_rounds(out: Path, first: int, last: int) -> None:
             for p in gen.parameters():
                 p.fill_(i)
         export_generator(gen, out / "model.safetensors")
-        atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps({"step": i, "pad": "x" * 200_000})))
+        text = json.dumps({"step": i, "pad": "x" * 200_000})
+        atomic_write(out / "metrics.json", lambda tmp, text=text: Path(tmp).write_text(text))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from helpers import make_module
 
 from g2g import losses
 from g2g.data.shapes import N_SCHEMES, N_SHAPES, render, sample_factors
-from g2g.module import G2GModule
 from g2g.networks.generator import Generator, generator_config
 from g2g.networks import sprite
 from g2g.networks.sprite import SpriteDecoder

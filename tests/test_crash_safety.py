@@ -143,7 +143,7 @@ def test_nan_stops_training_with_one_line_and_keeps_the_last_checkpoint(tmp_path
                                 model={"lr_g": 1e30})
     assert main(["train", "--config", config]) == 2
     err = capsys.readouterr().err
-    line = [l for l in err.splitlines() if "error:" in l]
+    line = [row for row in err.splitlines() if "error:" in row]
     assert len(line) == 1 and "Traceback" not in err, err
     assert line[0].startswith("g2g: error: loss term ") and " is nan at step 2;" in line[0], line[0]
     assert "model.nan_policy: skip" in line[0]

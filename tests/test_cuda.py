@@ -14,7 +14,6 @@ def test_bf16_mixed_steps_train_fp32_weights(tmp_path, fit):
 
     from helpers import MODULE_KWARGS, TINY
     from g2g.data.datamodule import G2GDataModule
-    from g2g.module import G2GModule
     from g2g.networks.generator import generator_config
 
     module = make_module(generator=generator_config(**TINY), **MODULE_KWARGS)

@@ -7,7 +7,6 @@ from lightning.pytorch.callbacks import Callback
 
 from helpers import MODULE_KWARGS, TINY, make_module
 from g2g.data.datamodule import G2GDataModule
-from g2g.module import G2GModule
 from g2g.networks.generator import generator_config
 from g2g.training import ddp_strategy
 

@@ -4,10 +4,9 @@ import torch
 
 from helpers import make_module
 
-from g2g.module import G2GModule
 from g2g.networks.blocks import AdaIN, InstanceNorm, adain, instance_norm
 from g2g.networks.discriminators import ClassCritic, PatchGAN
-from g2g.networks.generator import Generator, generator_config
+from g2g.networks.generator import Generator, config_from_dict, generator_config
 
 
 def _images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:

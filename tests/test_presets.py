@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from safetensors import safe_open
 
@@ -21,9 +20,7 @@ from g2g.module import G2GModule
 from helpers import grouped
 from g2g.networks.funit_checkpoint import to_funit_state_dict
 from g2g.networks.generator import Generator, generator_config
-from g2g.networks.identity import IdentityNet
 from g2g.networks.perceptual import LAYERS
-from g2g.wiring import g2g_forward
 from test_funit import SMALL, nvidia_layout, random_state
 from test_identity import _official_state_dict
 from test_perceptual import CONVS

@@ -3,7 +3,6 @@
 A model that only reconstructs (copies x1 through, or outputs a blurred average) scores no better than
 the copy-the-content-source and flat-image baselines; the trained model must beat both by MARGIN_DB."""
 import pytest
-import torch
 
 from g2g.configs import preset_args
 from g2g.data.shapes import ShapesDataset, render

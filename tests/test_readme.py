@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def readme_commands(text: str) -> list[str]:
                 line = line[2:]
             words = shlex.split(line, comments=True)
             if words:
-                commands.append(shlex.join(words))
+                commands.append(" ".join(words))
     return commands
 
 
@@ -106,7 +107,10 @@ def make_user_files(root: Path) -> None:
 
     rng = np.random.default_rng(0)
     shapes = ShapesDataset("test", size=32, n=200, seed=0)
-    as_image = (lambda x: Image.fromarray(((x.permute(1, 2, 0) * 0.5 + 0.5) * 255).round().byte().numpy()))
+
+    def as_image(x: torch.Tensor) -> Image.Image:  # (3, H, W) in [-1, 1]
+        return Image.fromarray(((x.permute(1, 2, 0) * 0.5 + 0.5) * 255).round().byte().numpy())
+
     other = int(torch.nonzero(shapes.labels != shapes.labels[0])[0])  # B: another class than A
     for name, i in (("A", 0), ("B", other)):
         as_image(shapes.images[i]).save(root / f"{name}.png")
@@ -158,8 +162,8 @@ def with_budget(argv: list[str]) -> list[str]:
                 if key not in argv:
                     extra += [key, value]
         return argv + extra
-    if argv[0] == "demo":
-        return argv + [f"{k}={v}" for k, v in zip(TRAIN_BUDGET[::2], TRAIN_BUDGET[1::2])]
+    if argv[0] == "demo":  # its `g2g train` options follow `--`
+        return argv + ["--", *(f"{k}={v}" for k, v in zip(TRAIN_BUDGET[::2], TRAIN_BUDGET[1::2]))]
     if argv[0] == "bench":
         return argv + BENCH_BUDGET
     return argv
@@ -251,10 +255,12 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
         if why is not None:
             skipped.append(f"{command[:60]}: {why}")
             continue
+        start = time.monotonic()
         try:
             rc = run_command(command, tmp_path)
         except Exception as e:  # report every command, not only the first failure
             rc = f"{type(e).__name__}: {e}"
+        print(f"{time.monotonic() - start:6.1f} s  exit {rc}  {command}")
         if rc != 0:
             failed.append(f"{command}\n    → {rc}")
     assert not failed, "README commands that failed:\n" + "\n".join(failed)

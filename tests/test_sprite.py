@@ -9,7 +9,6 @@ from helpers import make_module
 
 from g2g import inference, losses, pose_losses
 from g2g.inference import export_generator
-from g2g.module import G2GModule
 from g2g.networks.generator import Generator, generator_config
 from g2g.networks import sprite
 from g2g.networks.sprite import SpriteDecoder, pose_dim

@@ -7,7 +7,6 @@ import torch
 
 from helpers import make_module
 
-from g2g.module import G2GModule
 from g2g.training import load_checkpoint
 
 
@@ -146,7 +145,6 @@ def test_folder_dataset_trains_and_evaluates(tmp_path):
     from g2g.data.datamodule import G2GDataModule
     from g2g.evaluation.report import run_eval
     from g2g.inference import export_generator
-    from g2g.module import G2GModule
     from g2g.networks.generator import generator_config
     from helpers import TINY
 

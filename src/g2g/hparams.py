@@ -48,27 +48,48 @@ class Group:
 class LossWeights(Group):
     """Weights of the generator's loss terms (0: off) and the parameters of two of them."""
 
-    lambda_short: float = weight(1.0, "short")      # short reconstruction x̂ vs x (pixel L1, or VGG features)
-    lambda_long: float = weight(1.0, "long")        # long reconstruction r vs x: the reassembly cycle
-    lambda_rerender: float = weight(0.0, "long")    # L1 of G(a(m1), b2) vs the detached m1 (and m2)
-    lambda_content_cycle: float = weight(0.0, "long")  # ‖a(m) − a‖²
-    lambda_class_cycle: float = weight(0.0, "long")    # ‖b(m1) − b2‖² + ‖b(m2) − b1‖²
-    lambda_content_l2: float = weight()             # L2 activation penalty on content codes (a bottleneck)
-    lambda_class: float = weight(0.0, "labels")     # class critic's cross-entropy on mixed images
-    lambda_class_code: float = weight(0.0, "labels")  # cross-entropy of a linear head on the class codes
-    lambda_content_probe: float = weight(0.0, "labels")  # content codes confuse a linear class probe
-    lambda_equivariance: float = weight(0.0, "sprite")  # pose of a moved image = the pose moved alike
-    lambda_pose_moments: float = weight(0.0, "labels", "sprite")  # each class's mean pose pulled to the common one
-    lambda_class_centre: float = weight(0.0, "labels")  # class codes pulled to their class's running centre
-    lambda_identity: float = weight()               # VGGFace2 identity of m1 vs x2 and m2 vs x1
-    lambda_adv: float = weight(0.0, "critic")       # adversarial term on mixed images
-    lambda_adv_short: float = weight(0.0, "critic", "short")  # adversarial term on short reconstructions
-    lambda_fm_mixed: float = weight(0.0, "critic", "projection")  # feature matching m1 vs x2, m2 vs x1
-    lambda_fm_short: float = weight(0.0, "critic", "projection", "short")  # feature matching x̂ vs x
-    lambda_fm_long: float = weight(0.0, "critic", "projection", "long")    # feature matching r vs x
-    lambda_fm_mixed_long: float = weight(0.0, "critic", "projection", "long")  # r1 vs m2, r2 vs m1
-    content_noise: float = 0.0      # std of Gaussian noise on content codes in training (a bottleneck)
-    pose_moment_rate: float = 0.02  # weight of a batch in the running mean poses of lambda_pose_moments
+    lambda_short: float = weight(1.0, "short")
+    """short reconstruction x̂ vs x (pixel L1, or VGG features)"""
+    lambda_long: float = weight(1.0, "long")
+    """long reconstruction r vs x: the reassembly cycle"""
+    lambda_rerender: float = weight(0.0, "long")
+    """L1 of G(a(m1), b2) vs the detached m1 (and m2)"""
+    lambda_content_cycle: float = weight(0.0, "long")
+    """‖a(m) − a‖²"""
+    lambda_class_cycle: float = weight(0.0, "long")
+    """‖b(m1) − b2‖² + ‖b(m2) − b1‖²"""
+    lambda_content_l2: float = weight()
+    """L2 activation penalty on content codes (a bottleneck)"""
+    lambda_class: float = weight(0.0, "labels")
+    """class critic's cross-entropy on mixed images"""
+    lambda_class_code: float = weight(0.0, "labels")
+    """cross-entropy of a linear head on the class codes"""
+    lambda_content_probe: float = weight(0.0, "labels")
+    """content codes confuse a linear class probe"""
+    lambda_equivariance: float = weight(0.0, "sprite")
+    """pose of a moved image = the pose moved alike"""
+    lambda_pose_moments: float = weight(0.0, "labels", "sprite")
+    """each class's mean pose pulled to the common one"""
+    lambda_class_centre: float = weight(0.0, "labels")
+    """class codes pulled to their class's running centre"""
+    lambda_identity: float = weight()
+    """VGGFace2 identity of m1 vs x2 and m2 vs x1"""
+    lambda_adv: float = weight(0.0, "critic")
+    """adversarial term on mixed images"""
+    lambda_adv_short: float = weight(0.0, "critic", "short")
+    """adversarial term on short reconstructions"""
+    lambda_fm_mixed: float = weight(0.0, "critic", "projection")
+    """feature matching m1 vs x2, m2 vs x1"""
+    lambda_fm_short: float = weight(0.0, "critic", "projection", "short")
+    """feature matching x̂ vs x"""
+    lambda_fm_long: float = weight(0.0, "critic", "projection", "long")
+    """feature matching r vs x"""
+    lambda_fm_mixed_long: float = weight(0.0, "critic", "projection", "long")
+    """r1 vs m2, r2 vs m1"""
+    content_noise: float = 0.0
+    """std of Gaussian noise on content codes in training (a bottleneck)"""
+    pose_moment_rate: float = 0.02
+    """weight of a batch in the running mean poses of lambda_pose_moments"""
 
     def __post_init__(self) -> None:
         negative = [f.name for f in fields(self) if getattr(self, f.name) < 0]
@@ -99,13 +120,20 @@ class LossWeights(Group):
 class CriticOptions(Group):
     """The discriminator and its own loss."""
 
-    gan_loss: str = "lsgan"         # lsgan | vanilla | hinge | wgangp
-    discriminator: str = "basic"    # PatchGAN basic | n_layers | pixel, or FUNIT's class-conditional projection
-    d_layers: int = 3               # PatchGAN depth for n_layers
-    d_res_blocks: int = 10          # residual blocks of the projection discriminator (even)
-    ndf: int = 64                   # discriminator base width
-    lambda_d_adv: float = 1.0       # weight of the critic's real/fake term (the mean of the two)
-    lambda_r1: float = 0.0          # R1 penalty on real images (projection: FUNIT's scale)
+    gan_loss: str = "lsgan"
+    """lsgan | vanilla | hinge | wgangp"""
+    discriminator: str = "basic"
+    """PatchGAN basic | n_layers | pixel, or FUNIT's class-conditional projection"""
+    d_layers: int = 3
+    """PatchGAN depth for n_layers"""
+    d_res_blocks: int = 10
+    """residual blocks of the projection discriminator (even)"""
+    ndf: int = 64
+    """discriminator base width"""
+    lambda_d_adv: float = 1.0
+    """weight of the critic's real/fake term (the mean of the two)"""
+    lambda_r1: float = 0.0
+    """R1 penalty on real images (projection: FUNIT's scale)"""
 
     def __post_init__(self) -> None:
         _choice("gan_loss", self.gan_loss, losses.GAN_LOSSES)
@@ -118,15 +146,24 @@ class CriticOptions(Group):
 class OptimOptions(Group):
     """Optimizers of the generator and the critics, gradient clipping and the generator's EMA."""
 
-    optimizer: str = "adam"         # adam | rmsprop (FUNIT), for the generator and the critics alike
-    lr_g: float = 1e-3              # learning rate of the generator
-    lr_d: float = 1e-3              # learning rate of the critics
-    beta1: float = 0.5              # Adam β1
-    beta2: float = 0.999            # Adam β2
-    weight_decay: float = 0.0       # weight decay (both optimizers)
-    clip_grad_norm: float = 0.0     # largest L2 norm of the generator's whole gradient (0: no clipping)
-    clip_spike: float = 0.0         # > 0 also caps it at this multiple of its running mean (0: off)
-    ema_decay: float = 0.999        # decay of the generator's exponential moving average (panels, export)
+    optimizer: str = "adam"
+    """adam | rmsprop (FUNIT), for the generator and the critics alike"""
+    lr_g: float = 1e-3
+    """learning rate of the generator"""
+    lr_d: float = 1e-3
+    """learning rate of the critics"""
+    beta1: float = 0.5
+    """Adam β1"""
+    beta2: float = 0.999
+    """Adam β2"""
+    weight_decay: float = 0.0
+    """weight decay (both optimizers)"""
+    clip_grad_norm: float = 0.0
+    """largest L2 norm of the generator's whole gradient (0: no clipping)"""
+    clip_spike: float = 0.0
+    """> 0 also caps it at this multiple of its running mean (0: off)"""
+    ema_decay: float = 0.999
+    """decay of the generator's exponential moving average (panels, export)"""
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
@@ -141,10 +178,14 @@ class OptimOptions(Group):
 class Schedule(Group):
     """What changes over a run. Fractions count max_steps, or max_time when only that is set."""
 
-    lr_tail: float = 0.0            # last fraction of the run over which both learning rates fall to 0 (half cosine)
-    long_start: float = 0.0         # fraction of the run before the reassembly pass is trained
-    identity_warmup_start: int = 0  # steps with identity weight 0 …
-    identity_warmup_steps: int = 0  # … then steps of its linear rise to lambda_identity
+    lr_tail: float = 0.0
+    """last fraction of the run over which both learning rates fall to 0 (half cosine)"""
+    long_start: float = 0.0
+    """fraction of the run before the reassembly pass is trained"""
+    identity_warmup_start: int = 0
+    """steps with identity weight 0 …"""
+    identity_warmup_steps: int = 0
+    """… then steps of its linear rise to lambda_identity"""
 
     def __post_init__(self) -> None:
         if not 0 <= self.lr_tail <= 1:
@@ -159,10 +200,14 @@ class Schedule(Group):
 class FrozenNets(Group):
     """Pretrained networks used as they are, from files the user gives."""
 
-    perceptual: str = "none"        # reconstructions compared as pixels (none) or VGG16 features (vgg16)
-    perceptual_weights: str | None = None  # VGG16 state dict; None: torchvision's file in the torch hub cache
-    perceptual_layer: str = "relu2_2"      # VGG16 layer whose features are compared
-    identity_weights: str | None = None    # VGGFace2 resnet50_ft state dict (class_encoder vggface2, lambda_identity)
+    perceptual: str = "none"
+    """reconstructions compared as pixels (none) or VGG16 features (vgg16)"""
+    perceptual_weights: str | None = None
+    """VGG16 state dict; None: torchvision's file in the torch hub cache"""
+    perceptual_layer: str = "relu2_2"
+    """VGG16 layer whose features are compared"""
+    identity_weights: str | None = None
+    """VGGFace2 resnet50_ft state dict (class_encoder vggface2, lambda_identity)"""
 
     def __post_init__(self) -> None:
         _choice("perceptual", self.perceptual, ("none", "vgg16"))

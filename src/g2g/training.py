@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, set_parsing_settings
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -157,6 +157,7 @@ def run_training(argv: list[str]) -> int:
     # checkpoints after the step are what we want (the data stream and noise are indexed by step)
     warnings.filterwarnings("ignore", "Using ModelCheckpoint with manual optimization")
     _check_config_files(argv)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the option groups' field docs in --help
     argv_before = sys.argv
     sys.argv = ["g2g train", *argv]  # LightningCLI reads sys.argv (passing args= too makes it warn)
     try:

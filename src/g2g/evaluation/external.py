@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def realism(fake: torch.Tensor, real: torch.Tensor, net, n: int, chunks: int = 5
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
     f_fake = features_of(net, fake[:n])
     f_real = features_of(net, real[order[:2 * n]])
-    out = {"n_per_side": n, "chunks": chunks}
+    out: dict[str, Any] = {"n_per_side": n, "chunks": chunks}
     for name, fn in (("fid", frechet_distance), ("kid", kernel_distance)):
         model, ref = [], []
         for fake_c, a_c, b_c in zip(f_fake.chunk(chunks), f_real[:n].chunk(chunks), f_real[n:].chunk(chunks)):
@@ -120,7 +121,8 @@ class LPIPS(nn.Module):
     def __init__(self, net: str = "alex"):
         super().__init__()
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-        self.metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none")
+        backbone = cast(Literal["vgg", "alex", "squeeze"], net)  # checked by load_lpips
+        self.metric = LearnedPerceptualImagePatchSimilarity(net_type=backbone, reduction="none")
 
     @torch.no_grad()
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

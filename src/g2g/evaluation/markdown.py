@@ -134,7 +134,7 @@ def to_markdown(report: dict) -> str:
     lines += ["| metric | " + " | ".join(splits) + " | reference |", "|---|" + "---|" * len(splits) + "---|"]
     rows_by_split = [_rows(report[s]) for s in splits]
     per_split = [{name: value for name, value, _ in rows} for rows in rows_by_split]
-    references = {}
+    references: dict[str, str] = {}
     for rows in rows_by_split:  # ordered union of the splits' rows
         for name, _, ref in rows:
             references.setdefault(name, ref)

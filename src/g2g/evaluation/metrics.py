@@ -6,6 +6,7 @@ vectorised.
 """
 
 import math
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,8 +42,8 @@ def per_image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, tor
     p, t = (pred.float() + 1) / 2, (target.float() + 1) / 2
     size = min(p.shape[-2:])
     kernel, sigma = (11, 1.5) if size >= 64 else (7, 1.0) if size >= 16 else (3, 0.5)
-    ssim = structural_similarity_index_measure(p, t, gaussian_kernel=True, kernel_size=kernel, sigma=sigma,
-                                               data_range=1.0, reduction="none")
+    ssim = cast(torch.Tensor, structural_similarity_index_measure(  # a tensor without return_full_image
+        p, t, gaussian_kernel=True, kernel_size=kernel, sigma=sigma, data_range=1.0, reduction="none"))
     return {"l1": (p - t).abs().mean(dim=(1, 2, 3)), "psnr": per_image_psnr(pred, target), "ssim": ssim}
 
 
@@ -53,7 +54,7 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor, ci: bool = False, se
     dominate. With ci, also "<name>_ci95": 95 % bootstrap intervals of each mean over the images.
     """
     per_image = per_image_metrics(pred, target)
-    out = {k: v.mean().item() for k, v in per_image.items()}
+    out: dict[str, Any] = {k: v.mean().item() for k, v in per_image.items()}
     if ci:
         out.update({f"{k}_ci95": list(bootstrap_ci(v, seed=seed)) for k, v in per_image.items()})
     return out
@@ -185,6 +186,7 @@ def copy_through(mixed: torch.Tensor, content_source: torch.Tensor, target: torc
     if target is not None:
         _check_images(mixed, target)
         return _mse(mixed, content_source) < _mse(mixed, target)
+    assert reconstruction is not None  # exactly one of the two is given
     _check_images(mixed, reconstruction)
     return _mse(mixed, reconstruction) <= _mse(reconstruction, content_source)
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,7 +74,7 @@ class Judges:
 
 
 @torch.no_grad()
-def _pair_pass(model: G2GModel, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _pair_pass(model: G2GModel, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     """The G2G pass without training noise; keeps m1, r1, x̂1 and the codes of m1."""
     res = g2g_forward(model.generator, x1.to(model.device), x2.to(model.device))
     return res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1
@@ -131,7 +132,7 @@ def evaluate_split(model: G2GModel, images: torch.Tensor, labels: torch.Tensor, 
     m1, r1, x1_hat, a_m1, b_m1 = batched(lambda a, b: _pair_pass(model, a, b), x1, x2)
     others = same_class_others(labels, j, max(max(s.k_shots), 2) - 1, s.seed)  # (n, K − 1) of x2's class
     target = render(labels[j], factors[i], images.shape[-1]) if render is not None and factors is not None else None
-    res = {"n_images": len(images), "n_pairs": len(i)}
+    res: dict[str, Any] = {"n_images": len(images), "n_pairs": len(i)}
     res["short_reconstruction"] = fidelity(x_hat, images, judges.lpips, s.seed, flat=True)
     res["long_reconstruction"] = fidelity(r1, x1, judges.lpips, s.seed)
     res["double_swap_to_short_ratio"] = res["long_reconstruction"]["l1"] / max(res["short_reconstruction"]["l1"], 1e-12)
@@ -185,7 +186,7 @@ def _tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
 
 def library_versions() -> dict:
     """Versions of Python, g2g and the libraries behind the numbers (None: not installed)."""
-    out = {"python": platform.python_version(), "g2g": __version__}
+    out: dict[str, str | None] = {"python": platform.python_version(), "g2g": __version__}
     for name in LIBRARIES:
         try:
             out[name] = metadata.version(name)

@@ -2,6 +2,8 @@
 made (see report.py). Every section carries its reference levels and 95 % intervals."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -92,7 +94,7 @@ def leakage(content: torch.Tensor, class_code: torch.Tensor, labels: torch.Tenso
     from content codes (R² near 1: the content code is informative)."""
     n = min(len(labels), n_probe)
     flat_content, y = content[:n].flatten(1), labels[:n]
-    out = {}
+    out: dict[str, Any] = {}
     counts = y.unique(return_counts=True)[1]
     if len(counts) > 1 and int(counts.min()) >= 5:  # a held-out probe needs a few images of every class
         out["class_from_content_probe"] = P.linear_probe(flat_content, y, seed=seed)
@@ -125,7 +127,7 @@ def dci_blocks(content: torch.Tensor, class_code: torch.Tensor, labels: torch.Te
     fac = {"class": labels[:n], **{name: factors[:n, c] for c, name in enumerate(names)}}
     groups = {"class": "class", **{name: "content" for name in names}}
     runs = [P.dci(codes, fac, {"class"}, groups, seed=seed + r, max_samples=n) for r in range(repeats)]
-    out = {}
+    out: dict[str, Any] = {}
     for key in ("disentanglement", "completeness", "informativeness", "disentanglement_ungrouped"):
         values = [r[key] for r in runs]
         out[key] = float(np.mean(values))

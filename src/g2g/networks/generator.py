@@ -27,10 +27,13 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config = generator_config() if config is None else config
         learned = config.class_encoder == "learned"
-        self.content_encoder, learned_encoder, self.decoder = config.build(learned)
+        # registered in the order E_A, E_B, G (a frozen E_B last): parameters, state dicts and optimizers
+        # list them in this order
+        self.content_encoder, learned_encoder, decoder = config.build(learned)
         if learned_encoder is not None:
             self.class_encoder: nn.Module = learned_encoder
-        else:  # frozen, always in eval mode, with the published weights (given, or loaded later)
+        self.decoder = decoder
+        if learned_encoder is None:  # frozen, always in eval mode, with the published weights (given, or loaded later)
             self.class_encoder = IdentityNet() if class_encoder is None else class_encoder
 
     def encode_content(self, x: torch.Tensor, class_code: torch.Tensor | None = None) -> torch.Tensor:
