@@ -24,7 +24,12 @@ lint: venv
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# the generated documents: robustness checks rerun (about a minute); speed tables from the stored results
+docs: venv
+	$(BIN)/python benchmarks/robustness.py
+	$(BIN)/python benchmarks/bench_step.py --write-docs
+
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-.PHONY: venv demo lint test test-fast
+.PHONY: venv demo lint test test-fast docs

@@ -249,11 +249,11 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "run_eval", small_eval(report.run_eval))
     before = repo_state()
     make_user_files(tmp_path)
-    failed, skipped = [], []
+    failed = []
     for command in readme_commands(README.read_text()):
         why = skip_reason(command)
         if why is not None:
-            skipped.append(f"{command[:60]}: {why}")
+            print(f"skipped ({why}): {command}")
             continue
         start = time.monotonic()
         try:
@@ -263,7 +263,10 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
         print(f"{time.monotonic() - start:6.1f} s  exit {rc}  {command}")
         if rc != 0:
             failed.append(f"{command}\n    → {rc}")
+    for big in ("animal149_gen.pt", "resnet50_ft_dag.pth"):  # 120 and 94 MB: not kept with pytest's last runs
+        (tmp_path / big).unlink()
     assert not failed, "README commands that failed:\n" + "\n".join(failed)
-    assert repo_state() == before, "a README command wrote into the repository"
+    after = repo_state()
+    assert after == before, f"README commands changed the checkout: {sorted(after ^ before)}"
     assert (tmp_path / "outputs" / "demo" / "model.safetensors").is_file()
     assert (tmp_path / "swapped" / "panel.png").is_file() and (tmp_path / "grid.png").is_file()

@@ -241,7 +241,7 @@ def test_sprite_model_exports_and_loads_exactly(sprite_gen, tmp_path):
 
 
 def test_sprite_config_rejects_a_decoder_norm_choice():
-    with pytest.raises(ValueError, match="arch 'sprite' has no normalisation choice"):
+    with pytest.raises(ValueError, match=r"generator keys \['decoder_norm'\] are not options of arch 'sprite'"):
         generator_config(**SPRITE, decoder_norm="film")
 
 

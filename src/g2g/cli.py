@@ -230,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "train":
             return train(argv[1:])
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if argv and argv[0] == "demo":  # options the demo does not know go to `g2g train`
+            args, unknown = parser.parse_known_args(argv)
+            args.overrides = [*unknown, *args.overrides]
+        else:
+            args = parser.parse_args(argv)
         return args.func(args)
     # user mistakes (bad values, missing or unwritable paths) and NaN/Inf in training
     except (ValueError, OSError, FloatingPointError) as e:
