@@ -1,4 +1,4 @@
-"""`g2g` command line: train, swap, grid, eval, export, demo, identity, bench.
+"""`g2g` command line: train, swap, grid, interp, eval, export, demo, identity, bench, app.
 
 `train` is a LightningCLI (typed options from the module and data constructors, YAML presets,
 overrides); the other subcommands are plain argparse and do not import Lightning, so they start fast.
@@ -101,6 +101,21 @@ def grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def interp(args: argparse.Namespace) -> int:
+    import torch
+    from torchvision.utils import save_image
+    from .inference import load
+    model = load(args.model)
+    x = _load_images([args.image_a, args.image_b], model.config)
+    strip = model.interpolate(x[:1], x[1:], args.steps, code=args.code).cpu()  # (steps, 3, H, W)
+    if args.show_inputs:
+        strip = torch.cat([x[:1], strip, x[1:]])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(strip * 0.5 + 0.5, args.out, nrow=len(strip))
+    print(f"wrote {args.out} ({args.steps} images: the {args.code} code of A blended into B's)")
+    return 0
+
+
 # ---- eval / export ----
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -115,8 +130,21 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from .checkpoint import export_checkpoint  # no Lightning import: starts in seconds
-    path = export_checkpoint(args.checkpoint, args.out)
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+    model = Path(args.checkpoint)
+    if args.onnx is None and model.suffix == ".safetensors":
+        raise ValueError(f"{model} is an exported model; add --onnx DIR to write its ONNX graphs, or give a "
+                         f"training checkpoint (.ckpt)")
+    if args.onnx is None or model.suffix == ".ckpt":
+        model = export_checkpoint(args.checkpoint, args.out)
+        print(f"wrote {model} and {model.with_suffix('.json')}")
+    if args.onnx is not None:
+        from .inference import load
+        from .onnx_export import export_onnx
+        described = export_onnx(load(model), args.onnx)
+        fit = ("; the pose fit is not exported: the content encoder gives the encoder's pose"
+               if described["pose_fit"] == "not exported" else "")
+        files = ", ".join(g["file"] for g in described["graphs"].values())
+        print(f"wrote {files} and onnx.json to {args.onnx}{fit}")
     return 0
 
 
@@ -143,24 +171,61 @@ def bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def models(args: argparse.Namespace) -> int:
+    from .models import listing
+    print(listing())
+    return 0
+
+
+def app(args: argparse.Namespace) -> int:
+    from .app import serve  # standard library HTTP server: no extra dependency
+    return serve(args.model, host=args.host, port=args.port, data=args.data)
+
+
+def add_app(sub) -> None:
+    a = sub.add_parser("app", help="a local web page: swap, K references, grid, interpolation")
+    a.add_argument("--model", required=True,
+                   help="exported model (.safetensors or its folder) or a bundled model name (`g2g models`)")
+    a.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    a.add_argument("--port", type=int, default=7860, help="port (default: %(default)s; 0: a free one)")
+    a.add_argument("--data", default=None, choices=["shapes", "digits"],
+                   help="built-in data to draw random images from (default: the bundled model's, else shapes)")
+    a.set_defaults(func=app)
+
+
 def add_swap_and_grid(sub) -> None:
     s = sub.add_parser("swap", help="mix two images both ways and reassemble them")
     s.add_argument("image1", help="gives the content of m1 and the class of m2")
     s.add_argument("image2", help="gives the content of m2 and the class of m1")
     s.add_argument("--model", required=True,
-                   help="exported model (.safetensors or its folder) or a FUNIT generator checkpoint (.pt)")
+                   help="exported model (.safetensors or its folder), a bundled model name (`g2g models`) "
+                        "or a FUNIT generator checkpoint (.pt)")
     s.add_argument("--out", default="outputs/swap", help="output folder (default: %(default)s)")
     s.set_defaults(func=swap)
 
     g = sub.add_parser("grid", help="class × content matrix of a set of images")
     g.add_argument("images", nargs="+", help="two or more image files")
-    g.add_argument("--model", required=True, help="exported model (.safetensors or its folder)")
+    g.add_argument("--model", required=True,
+                   help="exported model (.safetensors or its folder) or a bundled model name (`g2g models`)")
     g.add_argument("--out", default="outputs/grid.png", help="output PNG (default: %(default)s)")
     g.set_defaults(func=grid)
 
+    n = sub.add_parser("interp", help="a strip of images blending the class (or content) code of A into B's")
+    n.add_argument("image_a", help="gives the content code (--code class) or the class code (--code content)")
+    n.add_argument("image_b", help="gives the code blended towards")
+    n.add_argument("--model", required=True,
+                   help="exported model (.safetensors or its folder) or a bundled model name (`g2g models`)")
+    n.add_argument("--out", default="outputs/interp.png", help="output PNG (default: %(default)s)")
+    n.add_argument("--steps", type=int, default=8,
+                   help="images in the strip, both ends included (default: %(default)s)")
+    n.add_argument("--code", default="class", choices=["class", "content"],
+                   help="the code blended (default: %(default)s)")
+    n.add_argument("--show-inputs", action="store_true", help="draw A and B at the strip's ends too")
+    n.set_defaults(func=interp)
+
 def add_eval_and_export(sub) -> None:
     e = sub.add_parser("eval", help="disentanglement metrics of a model (JSON + Markdown)")
-    e.add_argument("model", help="exported model (.safetensors or its folder)")
+    e.add_argument("model", help="exported model (.safetensors or its folder) or a bundled model name")
     e.add_argument("--data", default="shapes",
                    choices=["shapes", "digits", "folder", "unlabelled", "celeba", "animals"])
     e.add_argument("--root", default=None, help="dataset folder for the datasets read from disk")
@@ -175,9 +240,12 @@ def add_eval_and_export(sub) -> None:
                    help="class references per class code for K-shot class transfer (default: 1 5)")
     e.set_defaults(func=evaluate)
 
-    x = sub.add_parser("export", help="write the EMA generator of a training checkpoint as safetensors + JSON")
-    x.add_argument("checkpoint", help="training checkpoint (.ckpt)")
+    x = sub.add_parser("export", help="write the EMA generator of a training checkpoint as safetensors + JSON "
+                                      "(and a model as ONNX graphs)")
+    x.add_argument("checkpoint", help="training checkpoint (.ckpt); with --onnx also an exported model")
     x.add_argument("--out", default="model.safetensors", help="output file (default: %(default)s)")
+    x.add_argument("--onnx", default=None, metavar="DIR",
+                   help="also write the encoders, the decoder and the swap as ONNX graphs to DIR")
     x.set_defaults(func=export)
     d = sub.add_parser("demo", help="train the g2g preset on built-in shapes, evaluate, write figures")
     d.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
@@ -222,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_swap_and_grid(sub)
     add_eval_and_export(sub)
     add_bench_and_identity(sub)
+    add_app(sub)
+    sub.add_parser("models", help="list the bundled models and their `g2g eval` metrics").set_defaults(func=models)
     return p
 
 

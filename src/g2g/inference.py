@@ -11,6 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .files import atomic_write
+from .models import bundled_names, bundled_path
 from .networks.generator import Generator, config_from_dict
 
 CONFIG_KEY = "g2g_generator_config"
@@ -28,13 +29,20 @@ def export_generator(gen: Generator, path: str | Path) -> Path:
 
 
 def _resolve(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path} (give a .safetensors file written by "
-                                f"`g2g export` or `g2g train`, or a FUNIT generator checkpoint)")
-    return path
+    """A model file, a folder holding model.safetensors, or the name of a bundled model (`g2g models`);
+    a path that exists wins over a name."""
+    given = Path(path)
+    resolved = given / "model.safetensors" if given.is_dir() else given
+    if resolved.exists():
+        return resolved
+    names = bundled_names()
+    if isinstance(path, str) and path in names and not given.exists():
+        return bundled_path(path)
+    hint = f", or a bundled model name ({', '.join(names)})" if names else ""
+    if str(path) in names:  # an existing folder of that name
+        hint += f"; the folder {given} hides the bundled model {path}: `g2g models` shows its file"
+    raise FileNotFoundError(f"model file not found: {resolved} (give a .safetensors file written by "
+                            f"`g2g export` or `g2g train`, a FUNIT generator checkpoint{hint})")
 
 
 def _is_torch_file(path: Path) -> bool:
@@ -128,8 +136,41 @@ class G2GModel:
         out = self.decode(torch.cat([content] * n), class_code.repeat_interleave(n, dim=0))  # any code rank
         return out.view(n, n, *out.shape[1:])
 
+    @torch.no_grad()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8, code: str = "class") -> torch.Tensor:
+        """Images (3, H, W) or (1, 3, H, W) → (steps, 3, H, W): code "class" keeps x_a's content code and
+        blends the class code linearly from x_a's to x_b's, both ends included (first: the short
+        reconstruction of x_a, last: m1 of `swap(x_a, x_b)`); code "content" keeps x_a's class code and
+        blends the content code (last: m2). Arch sprite's content code is a pose: blending it moves,
+        scales and turns the object and blends the background colour (the angle linearly, not the short
+        way round)."""
+        if code not in ("class", "content"):
+            raise ValueError(f"code must be 'class' or 'content', not {code!r}")
+        if not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an integer >= 2 (the two ends are included), got {steps!r}")
+        x_a, x_b = _one_image(x_a, "x_a"), _one_image(x_b, "x_b")
+        if x_a.shape != x_b.shape:
+            raise ValueError(f"x_a and x_b must have the same size, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
+        content, class_code = self.encode(torch.cat([x_a, x_b]))
+        blended = content if code == "content" else class_code
+        t = torch.linspace(0, 1, steps, device=self.device).view(-1, *[1] * (blended.dim() - 1))
+        mix = torch.lerp(blended[:1], blended[1:], t)  # exact at both ends: (steps, *code shape)
+        if code == "class":
+            return self.decode(content[:1].expand(steps, *content.shape[1:]), mix)
+        return self.decode(mix, class_code[:1].expand(steps, -1))
+
+
+def _one_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    """(3, H, W) or (1, 3, H, W) → (1, 3, H, W)."""
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"{name} must be one image of shape (3, H, W) or (1, 3, H, W), got {tuple(x.shape)}")
+    return x
+
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> G2GModel:
-    """Load an exported model (.safetensors file or a folder holding model.safetensors), or a FUNIT
+    """Load an exported model (.safetensors file or a folder holding model.safetensors), a bundled model
+    by name (`load("shapes")`; `g2g models` lists them; an existing path wins over a name), or a FUNIT
     generator checkpoint as NVIDIA published them (`animal149_gen.pt`)."""
     return G2GModel(load_generator(path, device))

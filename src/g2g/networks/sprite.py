@@ -260,7 +260,7 @@ class SpriteDecoder(nn.Module):
 
     def layers(self, template: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RGBA template (B, C + 1, T, T) warped to pose (B, 4 + C) → colour (B, C, S, S), opacity (B, 1, S, S)."""
-        grid = F.affine_grid(self.warp(pose), [len(pose), self.channels + 1, self.size, self.size],
+        grid = F.affine_grid(self.warp(pose), [pose.shape[0], self.channels + 1, self.size, self.size],
                              align_corners=False)
         placed = F.grid_sample(template, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return placed.split([self.channels, 1], dim=1)
