@@ -24,10 +24,12 @@ lint: venv
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# the generated documents: robustness checks rerun (about a minute); speed tables from the stored results
+# the generated documents: robustness checks rerun (about a minute); speed tables from the stored results;
+# the app's screenshot (needs chromium); `make models` retrains the bundled models and docs/models.md
 docs: venv
 	$(BIN)/python benchmarks/robustness.py
 	$(BIN)/python benchmarks/bench_step.py --write-docs
+	G2G_APP_MODEL=shapes G2G_APP_SCREENSHOT=docs/app.png $(BIN)/python -m pytest -q tests/test_app_browser.py
 
 # the bundled models (src/g2g/models/) and docs/models.md: train each on its built-in data with the
 # preset's budget (8.5 minutes each on 2 cores), evaluate it with `g2g eval`, copy model and metrics

@@ -39,6 +39,7 @@ MAKEFILE = REPO / "Makefile"
 # command prefix → why it does not run in this test
 SKIP = {
     "make test": "it is this test suite",
+    "g2g app ": "a server that runs until stopped; tests/test_app_browser.py drives it in Chromium",
     "make venv": "it installs packages (network); the suite runs in the environment it made",
     "make lint": "CI runs it on the whole checkout",
     "torchrun ": "several processes on several machines",

@@ -36,8 +36,8 @@ def _resolve(path: str | Path) -> Path:
     if resolved.exists():
         return resolved
     names = bundled_names()
-    if isinstance(path, str) and path in names and not given.exists():
-        return bundled_path(path)
+    if str(path) in names and not given.exists():
+        return bundled_path(str(path))
     hint = f", or a bundled model name ({', '.join(names)})" if names else ""
     if str(path) in names:  # an existing folder of that name
         hint += f"; the folder {given} hides the bundled model {path}: `g2g models` shows its file"
