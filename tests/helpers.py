@@ -81,3 +81,46 @@ def write_train_config(path, root, dataset: str = "shapes", **sections) -> str:
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     return str(path)
+
+
+# --- the app's tests: a tiny model and images as the page shows them ---------------------------------
+
+def tiny_model_file(path):
+    """A 16 px generator with every weight perturbed, so that its outputs differ between inputs."""
+    import torch
+
+    from g2g.inference import export_generator
+    from g2g.networks.generator import Generator
+    torch.manual_seed(0)
+    gen = Generator(generator_config(**TINY))
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return export_generator(gen.eval(), path)
+
+
+def decode(data_url: str):
+    """A PNG data URL → (H, W, 3) uint8 array."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    assert data_url.startswith("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data_url.partition(",")[2]))) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def quantised(t):
+    """(1, 3, H, W) or (3, H, W) in [-1, 1] → (H, W, 3) uint8, as `g2g swap` saves it (save_image)."""
+    import torch
+    t = (t.reshape(-1, *t.shape[-2:]) * 0.5 + 0.5).mul(255).add(0.5).clamp(0, 255)
+    return t.permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def read(paths, model):
+    """Image files as the model reads them, (N, 3, S, S)."""
+    import torch
+
+    from g2g.data.datasets import load_image
+    return torch.stack([load_image(p, model.config.image_size, crop=model.config.crops) for p in paths])

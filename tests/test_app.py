@@ -3,7 +3,6 @@ requests with exactly what `G2GModel` gives on the same files, refuses bad uploa
 line, and keeps serving."""
 import base64
 import http.client
-import io
 import json
 import subprocess
 import sys
@@ -14,25 +13,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from g2g.app import make_server
 from g2g.cli import build_parser
-from g2g.data.datasets import load_image
-from g2g.inference import export_generator, load
-from g2g.networks.generator import Generator, generator_config
-from helpers import TINY
+from g2g.inference import load
+from helpers import decode, quantised, read, tiny_model_file
 
 
-def tiny_model_file(path):
-    """A 16 px generator with every weight perturbed, so that its outputs differ between inputs."""
-    torch.manual_seed(0)
-    gen = Generator(generator_config(**TINY))
-    with torch.no_grad():
-        for p in gen.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return export_generator(gen.eval(), path)
 
 
 @pytest.fixture
@@ -82,20 +70,10 @@ def upload(path) -> dict:
     return {"name": path.name, "data": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()}
 
 
-def decode(data_url: str) -> np.ndarray:
-    assert data_url.startswith("data:image/png;base64,")
-    with Image.open(io.BytesIO(base64.b64decode(data_url.partition(",")[2]))) as img:
-        return np.asarray(img.convert("RGB"))
 
 
-def quantised(t: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) in [-1, 1] → (H, W, 3) uint8, as `g2g swap` saves it (save_image)."""
-    t = (t.reshape(-1, *t.shape[-2:]) * 0.5 + 0.5).mul(255).add(0.5).clamp(0, 255)
-    return t.permute(1, 2, 0).to(torch.uint8).numpy()
 
 
-def read(paths, model) -> torch.Tensor:
-    return torch.stack([load_image(p, model.config.image_size, crop=model.config.crops) for p in paths])
 
 
 def test_swap_equals_the_model_on_the_same_files(served, tmp_path):

@@ -4,7 +4,7 @@ files. Also draws a grid and an interpolation, shows a bad upload's message, and
 the README shows.
 
 G2G_APP_SCREENSHOT=PATH also saves the screenshot to PATH (`docs/app.png`); G2G_APP_MODEL=NAME_OR_PATH
-shows that model instead of a tiny untrained one (e.g. the bundled `shapes`)."""
+shows that model instead of the bundled `shapes` (or, without bundled models, a tiny untrained one)."""
 import os
 import shutil
 import threading
@@ -17,7 +17,8 @@ from PIL import Image
 from g2g.app import make_server
 from g2g.data.shapes import ShapesDataset
 from g2g.inference import load
-from test_app import decode, quantised, read, tiny_model_file
+from g2g.models import bundled_names
+from helpers import decode, quantised, read, tiny_model_file
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
@@ -50,7 +51,8 @@ def browser(tmp_path, monkeypatch):
 
 @pytest.fixture
 def served(tmp_path):
-    model_name = os.environ.get("G2G_APP_MODEL") or str(tiny_model_file(tmp_path / "tiny.safetensors"))
+    bundled = "shapes" if "shapes" in bundled_names() else None  # the model `g2g app --model shapes` serves
+    model_name = os.environ.get("G2G_APP_MODEL") or bundled or str(tiny_model_file(tmp_path / "tiny.safetensors"))
     model = load(model_name)
     server = make_server(model, os.path.basename(model_name).removesuffix(".safetensors"), port=0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
