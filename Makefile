@@ -21,8 +21,9 @@ lint: venv
 	$(BIN)/mypy
 
 # PYTEST_ARGS: e.g. PYTEST_ARGS='-p random_order --random-order-bucket=global --random-order-seed=1'
+# one worker process per core (pytest-xdist); every test is hermetic
 test: lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # the generated documents: robustness checks rerun (about a minute); speed tables from the stored results;
 # the app's screenshot (needs chromium); `make models` retrains the bundled models and docs/models.md
