@@ -73,7 +73,7 @@ def test_copy_through_is_one_for_the_identity_model_and_zero_for_the_oracle(shap
 def _split_report(generator, ds, **settings):
     s = EvalSettings(**{"n_pairs": 100, "n_probe": 300, "mlp_probes": False, "dci_repeats": 1,
                         "k_shots": (1, 3), **settings})
-    return evaluate_split(G2GModel(generator), ds.images, ds.labels, Judges(), s)
+    return evaluate_split(G2GModel(generator), ds, Judges(), s)
 
 
 def test_report_flags_the_copy_model_and_not_the_recolouring_model(shapes):

@@ -99,12 +99,18 @@ def realism(fake: torch.Tensor, real: torch.Tensor, net, n: int, chunks: int = 5
         raise ValueError(f"realism needs n ≥ {2 * chunks} fakes and 2n reals, got n={n}, "
                          f"{len(fake)} fakes, {len(real)} reals")
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
-    f_fake = features_of(net, fake[:n])
-    f_real = features_of(net, real[order[:2 * n]])
+    return realism_of_features(features_of(net, fake[:n]), features_of(net, real[order[:2 * n]]), chunks)
+
+
+def realism_of_features(f_fake: torch.Tensor, f_real: torch.Tensor, chunks: int = 5) -> dict:
+    """realism() from features: f_fake (n, D) of the fakes, f_real (2n, D) of the reals in a random order."""
+    n = len(f_fake)
+    if len(f_real) < 2 * n:
+        raise ValueError(f"realism needs twice as many real features as fake ones, got {len(f_real)} and {n}")
     out: dict[str, Any] = {"n_per_side": n, "chunks": chunks}
     for name, fn in (("fid", frechet_distance), ("kid", kernel_distance)):
         model, ref = [], []
-        for fake_c, a_c, b_c in zip(f_fake.chunk(chunks), f_real[:n].chunk(chunks), f_real[n:].chunk(chunks)):
+        for fake_c, a_c, b_c in zip(f_fake.chunk(chunks), f_real[:n].chunk(chunks), f_real[n:2 * n].chunk(chunks)):
             model.append(fn(fake_c, a_c))
             ref.append(fn(b_c, a_c))
         out[name] = float(np.mean(model))

@@ -121,6 +121,13 @@ def _rows(split: dict) -> list[tuple[str, str, str]]:
     return _reconstruction_rows(split) + _swap_rows(split) + _code_rows(split) + _judged_rows(split)
 
 
+def _sample_note(name: str, split: dict) -> str:
+    n = split["sample"]
+    return (f"- {name}: {split['n_images']} images; {n['pairs']} test pairs, {n['images']} images (seeded sample) "
+            "for the short reconstructions, probes and DCI"
+            + (f", {n['realism_per_side']} per side for FID/KID" if n["realism_per_side"] else ""))
+
+
 def to_markdown(report: dict) -> str:
     splits = [k for k in report if isinstance(report[k], dict) and "short_reconstruction" in report[k]]
     lines = [f"# G2G evaluation — {report['data']} ({report['image_size']} px)", ""]
@@ -129,8 +136,11 @@ def to_markdown(report: dict) -> str:
         fit = f", pose fit {gen['n_fit']} steps" if gen.get("arch") == "sprite" else ""
         lines += [f"Model: {report['model']} (arch {gen['arch']}{fit})", ""]
     if "classifier_accuracy_real_test" in report:
+        judge = report.get("judge")
+        fitted = f" (trained on {judge['fitted_on']}: {judge['images']} images at {judge['image_size']} px)" \
+            if judge else ""
         lines += [f"Independent classifier accuracy on real test images: "
-                  f"{100 * report['classifier_accuracy_real_test']:.1f} %", ""]
+                  f"{100 * report['classifier_accuracy_real_test']:.1f} %{fitted}", ""]
     lines += ["| metric | " + " | ".join(splits) + " | reference |", "|---|" + "---|" * len(splits) + "---|"]
     rows_by_split = [_rows(report[s]) for s in splits]
     per_split = [{name: value for name, value, _ in rows} for rows in rows_by_split]
@@ -148,6 +158,7 @@ def to_markdown(report: dict) -> str:
     if "few_shot" in first:
         notes.append("- K-shot: x2's class code replaced by the mean class code of x2 and K − 1 other test images "
                      "of its class (FUNIT's protocol; on held-out classes the classes were never trained on)")
+    notes += [_sample_note(split, report[split]) for split in splits if "sample" in report[split]]
     if "dci" in first:
         notes.append(f"- DCI: {first['dci']['method']}")
     if notes:

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import external as X
 from . import metrics as M
 from . import probes as P
 from .intervals import bootstrap_ci, bootstrap_ratio_ci, seed_ci
@@ -20,31 +19,36 @@ DCI_METHOD = ("one random forest (50 trees) per factor on the codes of both bloc
               "accuracy (class) / R² (content factors)")
 
 
-def fidelity(pred: torch.Tensor, target: torch.Tensor, lpips=None, seed: int = 0, flat: bool = False,
-             copy_source: torch.Tensor | None = None) -> dict:
-    """L1, PSNR, SSIM (and LPIPS) of pred vs target, each with a 95 % bootstrap interval over images.
+def _mean_ci(values: torch.Tensor, seed: int) -> tuple[float, list]:
+    return values.mean().item(), list(bootstrap_ci(values, seed=seed))
 
-    Reference levels: flat, the PSNR of each target's own mean colour spread flat (knows only the
-    average colour); copy_source, the scores of the content source x1 itself (a copy-through model)."""
-    out = M.image_metrics(pred, target, ci=True, seed=seed)
-    if lpips is not None:
-        out.update(X.lpips_summary(lpips, pred, target, seed))
-    if flat:
-        out["baseline_flat_psnr"] = M.per_image_psnr(M.flat_image_baseline(target), target).mean().item()
+
+def fidelity(per: dict[str, torch.Tensor], seed: int = 0, flat_psnr: torch.Tensor | None = None,
+             copy_source: dict[str, torch.Tensor] | None = None) -> dict:
+    """Mean L1, PSNR, SSIM (and LPIPS) of per-image values (M.per_image_metrics, "lpips"), each with a
+    95 % bootstrap interval over images.
+
+    Reference levels: flat_psnr, the PSNR of each target's own mean colour spread flat (knows only the
+    average colour); copy_source, the per-image scores of the content source x1 itself (a copy-through
+    model)."""
+    out: dict[str, Any] = {}
+    for name, values in per.items():
+        out[name], out[f"{name}_ci95"] = _mean_ci(values, seed)
+    if flat_psnr is not None:
+        out["baseline_flat_psnr"] = flat_psnr.mean().item()
     if copy_source is not None:
-        out["baseline_copy_content_source_psnr"] = M.per_image_psnr(copy_source, target).mean().item()
-        if lpips is not None:
-            out["baseline_copy_content_source_lpips"] = X.lpips_summary(lpips, copy_source, target, seed)["lpips"]
+        out["baseline_copy_content_source_psnr"] = copy_source["psnr"].mean().item()
+        if "lpips" in copy_source:
+            out["baseline_copy_content_source_lpips"] = copy_source["lpips"].mean().item()
     return out
 
 
-def reassembly(r1: torch.Tensor, x1_hat: torch.Tensor, x1: torch.Tensor, seed: int = 0) -> dict:
-    """Double-swap (long reconstruction r1) against short-reconstruction L1 error on the same images x1.
+def reassembly(long_l1: torch.Tensor, short_l1: torch.Tensor, seed: int = 0) -> dict:
+    """Double-swap (long reconstruction r1) against short-reconstruction L1 error on the same images x1,
+    from the per-image errors (N,) on the [-1, 1] scale.
 
     ratio = mean L1(r1, x1) / mean L1(x̂1, x1) with a paired bootstrap interval; 1 means the two swaps
     lose nothing beyond what one encode–decode loses; the project's goal is ≤ 1.1."""
-    long_l1 = (r1.float() - x1.float()).abs().mean(dim=(1, 2, 3))
-    short_l1 = (x1_hat.float() - x1.float()).abs().mean(dim=(1, 2, 3))
     short = max(short_l1.mean().item(), 1e-12)
     return {"long_l1": long_l1.mean().item(), "short_l1": short_l1.mean().item(),
             "ratio": long_l1.mean().item() / short,
@@ -57,34 +61,37 @@ def _rate(flags: torch.Tensor, seed: int) -> dict:
     return {"rate": flags.mean().item(), "ci95": list(bootstrap_ci(flags, seed=seed))}
 
 
-def copy_through(m1: torch.Tensor, x1: torch.Tensor, x1_hat: torch.Tensor, target: torch.Tensor | None,
-                 seed: int = 0) -> dict:
-    """Fraction of pairs (of different classes) whose mixed image copies its content source, by the
-    criteria of metrics.copy_through: against the true render where there is one, and against the
+def copy_through(by_reconstruction: torch.Tensor, by_target: torch.Tensor | None = None, seed: int = 0) -> dict:
+    """Fraction of pairs (of different classes) whose mixed image copies its content source, from the
+    per-pair flags of metrics.copy_through: against the true render where there is one, and against the
     short reconstruction always (the criterion the training callback uses). Goal 0; copying x1 scores 1."""
     out = {}
-    if target is not None:
-        out["true_render"] = _rate(M.copy_through(m1, x1, target=target), seed)
-    out["reconstruction"] = _rate(M.copy_through(m1, x1, reconstruction=x1_hat), seed)
+    if by_target is not None:
+        out["true_render"] = _rate(by_target, seed)
+    out["reconstruction"] = _rate(by_reconstruction, seed)
     return {**out, "goal": 0.0, "copy_model": 1.0}
 
 
-def agreement(recovered, original, unrelated, same=None, center=None, seed: int = 0) -> dict:
+def agreement(cos: torch.Tensor, unrelated: torch.Tensor, same: torch.Tensor | None = None,
+              centred: bool = False, seed: int = 0) -> dict:
     """Mean cosine of recovered vs original codes (or features) per pair, with a 95 % bootstrap
-    interval, and the reference levels: the cosine of original with the code of an unrelated image (of
-    another class) and, given `same`, with the code of another image of the same class.
-
-    center (e.g. the mean code of the split) is subtracted from every code first, so a component that
-    all codes share does not make unrelated codes look alike."""
-    if center is not None:
-        recovered, original, unrelated = (t - center for t in (recovered, original, unrelated))
-        same = None if same is None else same - center
-    cos = M.pairwise_cosine(recovered, original)
+    interval, and the reference levels: the mean cosine of the original with the code of an unrelated
+    image (of another class) and, given `same`, with the code of another image of the same class. All
+    three are per-pair cosines (N,) (see cosines); centred: the codes had the split's mean code
+    subtracted first, so a component that all codes share does not make unrelated codes look alike."""
     out = {"agreement": cos.mean().item(), "ci95": list(bootstrap_ci(cos, seed=seed)),
-           "unrelated_level": M.cosine_agreement(unrelated, original), "centred": center is not None}
+           "unrelated_level": unrelated.mean().item(), "centred": centred}
     if same is not None:
-        out["same_class_level"] = M.cosine_agreement(same, original)
+        out["same_class_level"] = same.mean().item()
     return out
+
+
+def cosines(original: torch.Tensor, *others: torch.Tensor, center: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Per-row cosine of each of `others` with `original` (rows flattened; center subtracted from all
+    first).  # each (N,)"""
+    if center is not None:
+        original, others = original - center, tuple(t - center for t in others)
+    return [M.pairwise_cosine(t, original) for t in others]
 
 
 def leakage(content: torch.Tensor, class_code: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor | None,
