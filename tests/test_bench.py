@@ -1,4 +1,5 @@
-"""`g2g bench` and the generated performance table (no timings are asserted: only what is reported)."""
+"""`g2g bench` (the step; the loader with --data DIR) and the generated performance table (no timings are
+asserted: only what is reported)."""
 import json
 import sys
 from pathlib import Path
@@ -6,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from g2g.bench import RESULT_FIELDS
+from g2g.bench_data import DATA_RESULT_FIELDS
 from g2g.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_step  # noqa: E402
+import make_fake_dataset  # noqa: E402
 
 
 def test_bench_writes_json_and_one_line_summary(tmp_path, capsys):
@@ -115,3 +118,73 @@ def test_suite_files_and_verdict_per_machine(tmp_path):
     assert len(lines) == 2  # one per machine, its least-loaded run
     assert "73 %" in lines[0] and "(meets ≥ 70 %)" in lines[0] and "(meets ≤ 3,700)" in lines[0]
     assert "56 %" in lines[1] and "(misses ≥ 70 %)" in lines[1] and "(misses ≤ 3,700)" in lines[1]
+
+
+# ---- `g2g bench --data DIR`: the loader alone beside the step ----
+
+def test_bench_data_folder_times_loader_per_worker_count_and_the_step(tmp_path, capsys):
+    """A generated CelebA-layout folder: the loader with 0 and 1 workers, then the step fed by that folder."""
+    root = tmp_path / "celeba"
+    make_fake_dataset.generate(root, "celeba", n=100, workers=1)
+    out = tmp_path / "r.json"
+    assert main(["bench", "--size", "16", "--batch", "4", "--data", str(root), "--workers", "0,1",
+                 "--loader-batches", "2", "--steps", "1", "--warmup", "1", "--step-data", "folder",
+                 "--set", "model.generator.nf=4", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(DATA_RESULT_FIELDS) <= set(r)
+    assert r["dataset"] == "celeba" and r["data"] == str(root) and r["train_images"] == 80 and r["batch_pairs"] == 2
+    assert [x["workers"] for x in r["loader"]] == [0, 1] and [x["batches"] for x in r["loader"]] == [2, 2]
+    for x in r["loader"]:  # every image of a batch counted: x1, x2 and one reference each (k_refs 1)
+        assert x["pairs_per_s"] > 0 and x["images_per_pair"] == r["images_per_pair"] == 4
+        assert x["images_per_s"] == pytest.approx(4 * x["pairs_per_s"])
+    best = max(r["loader"], key=lambda x: x["pairs_per_s"])
+    assert r["best_workers"] == best["workers"] and r["loader_pairs_per_s"] == best["pairs_per_s"]
+    step = r["step"]  # the step's own result, fed by the folder's loader
+    assert step["data"] == str(root) and step["steps"] == 1 and step["images_per_s"] > 0
+    assert r["step_images_per_s"] == step["images_per_s"] and r["step_pairs_per_s"] == pytest.approx(step["images_per_s"] / 2)
+    assert r["loader_over_step"] == pytest.approx(r["loader_pairs_per_s"] / r["step_pairs_per_s"])
+    assert r["bound"] == ("loader" if r["loader_over_step"] < 1 else "step")
+    assert r["verdict"].startswith(f"the {r['bound']} bounds training")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("g2g 16 px")]
+    assert len(lines) == 1 and "loader with 0 / 1 workers" in lines[0] and r["verdict"] in lines[0]
+
+
+def test_bench_data_folder_against_a_given_step_rate(tmp_path):
+    """A class-folder layout, compared with a known step rate: nothing is trained."""
+    root = tmp_path / "classes"
+    make_fake_dataset.generate(root, "folder", n=60, classes=3, workers=1)
+    out = tmp_path / "r.jsonl"
+    assert main(["bench", "--size", "16", "--batch", "8", "--data", str(root), "--workers", "0",
+                 "--loader-batches", "2", "--step-images-per-s", "535", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["dataset"] == "folder" and r["step"] is None and r["step_source"] == "given"
+    assert r["step_pairs_per_s"] == 267.5 and r["loader"][0]["pairs_per_s"] > 0 and r["best_workers"] == 0
+    assert "267.5 pairs/s the step consumes (1,070 loader images/s at 4 images per pair)" in r["verdict"]
+
+
+def test_dataset_of_a_folder_from_its_layout(tmp_path):
+    from g2g.bench_data import dataset_of, default_workers
+    (tmp_path / "a" / "Eval").mkdir(parents=True)
+    (tmp_path / "a" / "Eval" / "list_eval_partition.txt").write_text("")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "animals_list_train.txt").write_text("")
+    assert [dataset_of(tmp_path / n) for n in "ab"] == ["celeba", "animals"] and dataset_of(tmp_path) == "folder"
+    assert default_workers()[:3] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "no/such/folder"], "--data must be 'random', 'preset' or a dataset folder"),
+    (["--workers", "0,1"], "give a dataset folder with --data DIR"),
+    (["--data", "preset", "--step-images-per-s", "535"], "give a dataset folder with --data DIR"),
+    (["--data", ".", "--step-images-per-s", "0"], "--step-images-per-s positive"),
+])
+def test_bench_data_mistakes_are_one_line(argv, message, capsys):
+    assert main(["bench", "--size", "16", "--batch", "2", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("g2g: error:") and message in err and "\n" not in err
+
+
+def test_bench_workers_are_counts(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--workers", "a,b"])
+    assert "worker counts separated by commas (e.g. 0,1,2), not 'a,b'" in capsys.readouterr().err

@@ -115,8 +115,8 @@ def check_options(device: str, data: str, steps: int, warmup: int, pairs: int) -
     import torch
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device here; use --device cpu")
-    if data not in ("random", "preset"):
-        raise ValueError(f"--data must be 'random' or 'preset', not {data!r}")
+    if data not in ("random", "preset") and not Path(data).is_dir():
+        raise ValueError(f"--data must be 'random', 'preset' or a dataset folder; {data!r} is no folder")
     if steps < 1 or warmup < 0:
         raise ValueError("--steps must be at least 1 and --warmup at least 0")
     if pairs < 1:
@@ -125,7 +125,7 @@ def check_options(device: str, data: str, steps: int, warmup: int, pairs: int) -
 
 def build_module(config: dict, data: str) -> tuple[Any, Any, list[str]]:
     """(G2GModule, G2GDataModule or None for random batches, names of frozen networks given random weights)
-    as `g2g train` builds them from `config`."""
+    as `g2g train` builds them from `config`; `data`: 'random', else the config's data module is built."""
     import torch
 
     from .data.datamodule import G2GDataModule
@@ -134,7 +134,7 @@ def build_module(config: dict, data: str) -> tuple[Any, Any, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         frozen = random_frozen_weights(model_args, Path(tmp))
         dm = None
-        if data == "preset":
+        if data != "random":
             dm = G2GDataModule(**config["data"])
             model_args.setdefault("num_classes", dm.num_classes)
         else:  # labels are only read by class-conditional critics
@@ -206,10 +206,15 @@ def step_numbers(timer: StepTimer, pairs: int, precision: str) -> dict:
 def run_bench(preset: str, size: int, pairs: int, device: str = "cpu", steps: int = 10, warmup: int = 3,
               data: str = "random", precision: str | None = None, compile: bool = False,
               profile: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Measure the training step of `preset`; returns the result dict (RESULT_FIELDS)."""
+    """Measure the training step of `preset`; returns the result dict (RESULT_FIELDS). `data`: 'random' (one
+    random batch: the step alone), 'preset' (the preset's data module) or a dataset folder (read by the preset's
+    data module)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     check_options(device, data, steps, warmup, pairs)
     config = load_config(preset, size, pairs, list(overrides))
+    if data not in ("random", "preset"):
+        from .bench_data import dataset_of
+        config["data"].update(dataset=dataset_of(Path(data)), root=data)
     load_start = round(os.getloadavg()[0], 2)
     precision = precision or ("bf16-mixed" if device == "cuda" else "32-true")
     module, dm, frozen = build_module(config, data)
@@ -247,11 +252,59 @@ def split_summary(split: dict) -> str:
             f"(the step's ratio if all else took no time)")
 
 
+def run_data_bench(preset: str, size: int, pairs: int, root: str, workers: list[int] | None = None,
+                   batches: int = 20, warmup: int = 3, step_data: str = "random",
+                   step_images_per_s: float | None = None, overrides: list[str] | tuple[str, ...] = (),
+                   **step_options: Any) -> dict:
+    """The loader of `preset` reading the dataset folder `root`, alone, for each worker count (default: 0, 1,
+    2 and one per core), beside the step's rate: `step_images_per_s` when given (2 images per pair), else the
+    step timed by `run_bench` (`step_options`) on one random batch (`step_data` 'random': the step alone) or
+    on the folder (`step_data` 'folder': the step fed by the preset's loader, as training runs). Returns the
+    result dict (bench_data.DATA_RESULT_FIELDS)."""
+    from .bench_data import dataset_of, default_workers, loader_result, time_loader
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # else idle OpenMP threads spin beside the workers
+    check_options(step_options.get("device", "cpu"), root, step_options.get("steps", 10), warmup, pairs)
+    if batches < 1 or (step_images_per_s is not None and step_images_per_s <= 0):
+        raise ValueError("--loader-batches must be at least 1 and --step-images-per-s positive")
+    if step_data not in ("random", "folder"):
+        raise ValueError(f"--step-data must be 'random' or 'folder', not {step_data!r}")
+    load_start = round(os.getloadavg()[0], 2)
+    config = load_config(preset, size, pairs, list(overrides))
+    data = {**config["data"], "dataset": dataset_of(Path(root)), "root": root}
+    loader = [time_loader(data, w, batches, warmup) for w in (workers or default_workers())]
+    step = None
+    if step_images_per_s is None:
+        step = run_bench(preset, size, pairs, data=root if step_data == "folder" else "random", warmup=warmup,
+                         overrides=overrides, **step_options)
+        step_images_per_s, source = step["images_per_s"], f"timed, {step_data} data"
+    else:
+        source = "given"
+    return {"preset": preset, "image_size": size, "batch_images": 2 * pairs, "batch_pairs": pairs, "data": root,
+            "dataset": data["dataset"], "train_images": loader[0]["train_images"], "k_refs": data.get("k_refs", 1),
+            "supervised": data.get("supervised", True), "images_per_pair": loader[0]["images_per_pair"],
+            "loader": loader, "step": step, "step_source": source, **loader_result(loader, step_images_per_s),
+            "machine": {**machine(), "load_1min_start": load_start}}
+
+
 def bench_main(args) -> int:
     if args.batch < 2 or args.batch % 2:
         raise ValueError(f"--batch counts images and a step takes pairs: give an even number >= 2, not {args.batch}")
-    result = run_bench(args.preset, args.size, args.batch // 2, args.device, args.steps, args.warmup, args.data,
-                       args.precision, args.compile, args.profile, args.set)
+    loader_options = {"workers": args.workers, "batches": args.loader_batches, "step_data": args.step_data,
+                      "step_images_per_s": args.step_images_per_s}
+    if args.data in ("random", "preset"):
+        if any(v is not None for v in loader_options.values()):
+            raise ValueError("--workers, --loader-batches, --step-data and --step-images-per-s time a loader: "
+                             "give a dataset folder with --data DIR")
+        result = run_bench(args.preset, args.size, args.batch // 2, args.device, args.steps, args.warmup,
+                           args.data, args.precision, args.compile, args.profile, args.set)
+        text = summary(result)
+    else:
+        from .bench_data import data_summary
+        options = {k: v for k, v in loader_options.items() if v is not None}
+        result = run_data_bench(args.preset, args.size, args.batch // 2, args.data, warmup=args.warmup,
+                                overrides=args.set, device=args.device, steps=args.steps, precision=args.precision,
+                                compile=args.compile, profile=args.profile, **options)
+        text = data_summary(result)
     if args.out:  # FILE.json: this result; FILE.jsonl: appended as one line (a sweep in one file)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -260,5 +313,5 @@ def bench_main(args) -> int:
                 f.write(json.dumps(result) + "\n")
         else:
             out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(result))
+    print(text)
     return 0

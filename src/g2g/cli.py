@@ -122,7 +122,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from .evaluation.report import run_eval
     report = run_eval(args.model, data=args.data, root=args.root, out_dir=args.out, seed=args.seed,
                       n_pairs=args.pairs, classifier_steps=args.classifier_steps, identity=args.identity,
-                      k_shots=tuple(args.k_shots))
+                      k_shots=tuple(args.k_shots), n_probe=args.probe_images, workers=args.workers)
     print(report["markdown"])
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.md'}")
     return 0
@@ -232,6 +232,11 @@ def add_eval_and_export(sub) -> None:
     e.add_argument("--out", default="outputs/eval", help="output folder (default: %(default)s)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--pairs", type=int, default=2000, help="test pairs to evaluate (default: %(default)s)")
+    e.add_argument("--probe-images", type=int, default=3000,
+                   help="images (a seeded sample of bigger splits) for the short reconstructions, probes and DCI "
+                        "(default: %(default)s)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="image-reading processes (default: none for built-in data, else up to 4)")
     e.add_argument("--classifier-steps", type=int, default=4500,
                    help="training steps of the independent classifier (default: %(default)s)")
     e.add_argument("--identity", default=None, metavar="FILE",
@@ -254,6 +259,14 @@ def add_eval_and_export(sub) -> None:
     d.set_defaults(func=demo)
 
 
+def _worker_counts(text: str) -> list[int]:
+    """`--workers 0,1,2` -> [0, 1, 2]."""
+    parts = text.split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"worker counts separated by commas (e.g. 0,1,2), not {text!r}")
+    return [int(part) for part in parts]
+
+
 def add_bench_and_identity(sub) -> None:
     b = sub.add_parser("bench", help="speed of the training step of a preset (JSON + one-line summary)")
     b.add_argument("--preset", default="g2g", help="training preset (default: %(default)s)")
@@ -264,8 +277,9 @@ def add_bench_and_identity(sub) -> None:
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     b.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
     b.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
-    b.add_argument("--data", default="random", choices=["random", "preset"],
-                   help="one random batch (step alone) or the preset's data module (default: %(default)s)")
+    b.add_argument("--data", default="random", metavar="random|preset|DIR",
+                   help="one random batch (step alone), the preset's data module, or a dataset folder: its loader "
+                        "timed alone per worker count, beside the step (default: %(default)s)")
     b.add_argument("--precision", default=None,
                    help="Lightning precision (default: bf16-mixed on cuda, 32-true on cpu)")
     b.add_argument("--compile", action="store_true", help="torch.compile the networks")
@@ -274,6 +288,16 @@ def add_bench_and_identity(sub) -> None:
     b.add_argument("--out", default=None,
                    help="write the result as JSON to this file (.jsonl: append one line per run)")
     b.add_argument("--profile", default=None, metavar="DIR", help="write a torch profiler trace of 2 steps here")
+    b.add_argument("--workers", type=_worker_counts, default=None, metavar="N,N,...",
+                   help="with --data DIR: loader worker counts to time (default: 0,1,2 and one per core)")
+    b.add_argument("--loader-batches", type=int, default=None,
+                   help="with --data DIR: timed loader batches per worker count (default: 20)")
+    b.add_argument("--step-data", default=None, choices=["random", "folder"],
+                   help="with --data DIR: time the step on one random batch (the step alone; default) or fed "
+                        "by the folder's loader (as training runs)")
+    b.add_argument("--step-images-per-s", type=float, default=None, metavar="X",
+                   help="with --data DIR: compare with this step rate (images/s, 2 per pair, as `g2g bench` "
+                        "reports it, e.g. measured on a GPU) instead of timing the step")
     b.set_defaults(func=bench)
 
     i = sub.add_parser("identity", help="face identity similarity of two images (VGGFace2 ResNet-50 features)")

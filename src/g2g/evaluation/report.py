@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +86,8 @@ def _datasets(data: str, size: int, root: str | None, seed: int) -> dict:
                 "judged_on": JUDGED_ON_TRAIN,
                 "splits": {"seen_classes": ShapesDataset("test", size=size, seed=seed, classes="seen"),
                            "heldout_classes": ShapesDataset("test", size=size, seed=seed, classes="heldout")}}
-    train = make_dataset(data, "train", size, root, seed)
-    test = make_dataset(data, "test", size, root, seed)
+    train: Any = make_dataset(data, "train", size, root, seed)  # every dataset here has labels and class_names
+    test: Any = make_dataset(data, "test", size, root, seed)
     if set(map(str, test.class_names or ())) <= set(map(str, train.class_names or ())):
         return {"judge": train, "judge_test": test, "render": None, "factor_names": (), "splits": {"test": test},
                 "judged_on": JUDGED_ON_TRAIN}
