@@ -21,17 +21,21 @@ torch.set_num_threads(1)
 
 
 HYPOTHESIS_HOME = pytest.StashKey[Path]()
+INDEX_CACHE = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    """Hypothesis keeps its caches (written from collection on) in a temporary folder, not in the checkout."""
+    """Hypothesis keeps its caches (written from collection on) in a temporary folder, not in the checkout;
+    so do folder indexes (never in the user's ~/.cache)."""
     from hypothesis.configuration import set_hypothesis_home_dir
+    config.stash[INDEX_CACHE] = os.environ["G2G_CACHE_DIR"] = tempfile.mkdtemp(prefix="g2g-cache-")
     config.stash[HYPOTHESIS_HOME] = Path(tempfile.mkdtemp(prefix="g2g-hypothesis-"))
     set_hypothesis_home_dir(config.stash[HYPOTHESIS_HOME])
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(config.stash.get(HYPOTHESIS_HOME, ""), ignore_errors=True)
+    shutil.rmtree(config.stash.get(INDEX_CACHE, ""), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

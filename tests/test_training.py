@@ -73,7 +73,6 @@ def test_resume_at_an_epoch_end_is_bit_identical(fit, tiny_run, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
 def test_resume_mid_epoch_is_bit_identical(fit, tmp_path):
     straight, _ = fit(tmp_path / "straight", 4, steps_per_epoch=4)
     fit(tmp_path / "first", 2, save_to=tmp_path / "mid.ckpt", steps_per_epoch=4)

@@ -5,17 +5,18 @@ Same contract as `ShapesDataset`: `labels` (N,) long, `num_classes`, `class_name
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .files import IMAGE_EXTENSIONS, SPLITS, check_size, check_split, image_files, open_rgb, split_files
+from .files import IMAGE_EXTENSIONS, SPLITS, check_size, check_split, decode_rgb, split_files, to_model_input
+from .index import folder_index
 
 
 def _stratified_split(labels: np.ndarray, split: str, seed: int, fractions=(0.7, 0.15, 0.15)) -> np.ndarray:
@@ -63,10 +64,10 @@ class DigitsDataset(Dataset):
 def load_image(path: str | Path, size: int, crop: bool = True) -> torch.Tensor:
     """Read one image file -> (3, size, size) float in [-1, 1].
 
-    Any PIL-readable mode (grey, RGBA, palette, 16-bit) is converted to RGB; the shorter side is
-    resized to `size` (antialiased bilinear), then the centre is cropped to a square. crop=False resizes
-    both sides to `size` instead, ignoring the aspect ratio (FUNIT's test-time transform); an image of
-    that size is left as it is.
+    Any PIL-readable mode (grey, RGBA, palette, 16-bit) is converted to RGB (plain JPEGs are decoded by
+    libjpeg-turbo, see `decode_rgb`); the shorter side is resized to `size` (antialiased bilinear), then
+    the centre is cropped to a square. crop=False resizes both sides to `size` instead, ignoring the aspect
+    ratio (FUNIT's test-time transform); an image of that size is left as it is.
     """
     path = Path(path)
     check_size(size, 1)
@@ -74,12 +75,17 @@ def load_image(path: str | Path, size: int, crop: bool = True) -> torch.Tensor:
         raise FileNotFoundError(f"image file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory; expected an image file ({', '.join(IMAGE_EXTENSIONS)})")
-    img = open_rgb(path)
-    if crop:
-        img = TF.center_crop(TF.resize(img, size), [size, size])
-    elif img.size != (size, size):
-        img = TF.resize(img, [size, size])
-    return TF.pil_to_tensor(img).float() / 127.5 - 1.0  # (3, size, size)
+    return to_model_input(decode_rgb(path), size, crop=crop)  # (3, size, size)
+
+
+def _by_class(files: list[str], classes: list[str]) -> list[list[str]]:
+    """Sorted relative paths ('cat/a.jpg') grouped by their first folder, one list per class, in order."""
+    groups: dict[str, list[str]] = {c: [] for c in classes}
+    for f in files:
+        head, sep, _ = f.partition("/")
+        if sep and head in groups:
+            groups[head].append(f)
+    return [groups[c] for c in classes]
 
 
 class ImageFolderDataset(Dataset):
@@ -92,6 +98,7 @@ class ImageFolderDataset(Dataset):
     from `seed`.
     skip_bad_images: decode every file once now, drop unreadable ones and list them in `skipped`;
     otherwise an unreadable file raises ValueError naming it when it is loaded.
+    The folder's listing is cached while the folder is unchanged (`index.folder_index`).
     """
 
     def __init__(
@@ -113,19 +120,19 @@ class ImageFolderDataset(Dataset):
                 raise ValueError(f"{root} has split folders {on_disk} but no {split!r} folder")
             root, split = root / split, None
 
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        loose = image_files(root, recursive=False)
+        index = folder_index(root)
+        class_dirs = index.top_dirs()
+        loose = [f for f in index.files if "/" not in f]
         if class_dirs and loose:
-            example = f"{loose[0].name}, {class_dirs[0].name}/"
-            raise ValueError(f"{root} holds both images and sub-folders ({example}); {layout}")
+            raise ValueError(f"{root} holds both images and sub-folders ({loose[0]}, {class_dirs[0]}/); {layout}")
         self.labelled = bool(class_dirs)
         if self.labelled:
-            files = [image_files(d) for d in class_dirs]
-            empty = [d.name for d, f in zip(class_dirs, files) if not f]
+            files = _by_class(index.files, class_dirs)
+            empty = [d for d, f in zip(class_dirs, files) if not f]
             if empty:
                 raise ValueError(f"class folder(s) {empty} in {root} hold no images; remove them or add images "
                                  f"({', '.join(IMAGE_EXTENSIONS)})")
-            self.class_names = [d.name for d in class_dirs]
+            self.class_names = class_dirs
         else:
             files = [loose]
             if not loose:
@@ -135,9 +142,10 @@ class ImageFolderDataset(Dataset):
             files = [split_files(f, split, seed) for f in files]
 
         self.skipped: list[str] = []
+        files = [[os.path.join(root, p) for p in f] for f in files]
         if skip_bad_images:
             files = [[p for p in f if self._readable(p)] for f in files]
-        self.paths = [str(p) for f in files for p in f]
+        self.paths = [p for f in files for p in f]
         self.labels = torch.tensor([c for c, f in enumerate(files) for _ in f], dtype=torch.long)  # (N,)
         if not self.paths:
             raise ValueError(f"no usable images in {root} (split {self.split!r}, "
@@ -145,12 +153,12 @@ class ImageFolderDataset(Dataset):
         self.root, self.size = root, size
         self.num_classes = len(self.class_names)
 
-    def _readable(self, path: Path) -> bool:
+    def _readable(self, path: str) -> bool:
         try:
-            open_rgb(path)
+            decode_rgb(path)
             return True
         except ValueError:
-            self.skipped.append(str(path))
+            self.skipped.append(path)
             return False
 
     def __len__(self) -> int:

@@ -81,7 +81,9 @@ class PairDataset(Dataset):
         """Whole batch at once (the DataLoader uses this when present): one gather per tensor."""
         i1, i2, r1, r2 = map(np.stack, zip(*(self._indices(i) for i in indices)))
         b, k = r1.shape
-        images = self._images(np.concatenate([i1, i2, r1.ravel(), r2.ravel()]))
+        # each distinct image is read once: without labels the references are x1 and x2 themselves
+        unique, where = np.unique(np.concatenate([i1, i2, r1.ravel(), r2.ravel()]), return_inverse=True)
+        images = self._images(unique)[torch.as_tensor(where.ravel())]
         x1, x2, ref1, ref2 = images.split([b, b, b * k, b * k])
         return {"x1": x1, "x2": x2, "ref1": ref1.unflatten(0, (b, k)), "ref2": ref2.unflatten(0, (b, k)),
                 "y1": torch.as_tensor(self.labels[i1]), "y2": torch.as_tensor(self.labels[i2])}
@@ -103,7 +105,7 @@ class StepBatchSampler(Sampler[list[int]]):
     ranks and steps, and fixed by t alone. `step_source` (the trainer's step count) sets `start` each
     time iteration begins, so resuming continues exactly, also from a checkpoint written mid-epoch
     (Lightning then skips `on_train_epoch_start`) and with worker processes (which draw indices as soon
-    as the iterator exists)."""
+    as the iterator exists). `state_dict` is that step: the whole state of the stream."""
 
     def __init__(self, batch_size: int, steps_per_epoch: int, rank: int = 0, world_size: int = 1,
                  step_source: Callable[[], int] | None = None):
@@ -113,6 +115,15 @@ class StepBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.step_source = step_source
         self.start = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """{'step': the step whose batch comes next}: the step source's count (the same on every rank;
+        batches that worker processes drew ahead but no step used are drawn again on resume), else `start`."""
+        return {"step": self.step_source() if self.step_source is not None else self.start}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue the stream at state['step'] (the step source, when there is one, gives the same step)."""
+        self.start = int(state["step"])
 
     def _end(self) -> int:
         return (self.start // self.steps_per_epoch + 1) * self.steps_per_epoch

@@ -9,14 +9,17 @@ FileNotFoundError naming it and where it was looked for.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torchvision.transforms.functional as TF
+import torchvision.transforms.v2.functional as TF2
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .files import SPLITS, check_size, check_split, image_files, open_rgb, split_files
+from .files import SPLITS, check_size, check_split, decode_rgb, split_files, to_model_input
+from .index import folder_index
 
 
 class _ImageList(Dataset):
@@ -24,12 +27,12 @@ class _ImageList(Dataset):
 
     labelled = True
 
-    def __init__(self, root: Path, paths: list[Path], labels: list[int], class_names: list[str], size: int,
-                 resize: int, boxes: list[tuple[int, int, int, int]] | None = None,
+    def __init__(self, root: Path, paths: Sequence[str | Path], labels: Sequence[int] | torch.Tensor,
+                 class_names: list[str], size: int, resize: int, boxes: list[tuple[int, int, int, int]] | None = None,
                  skip_bad_images: bool = False):
         check_size(size, 1)
         self.root, self.size, self.resize = root, size, resize
-        self.paths, self.boxes = [str(p) for p in paths], boxes
+        self.paths, self.boxes = [os.fspath(p) for p in paths], boxes
         self.labels = torch.as_tensor(labels, dtype=torch.long)  # (N,)
         self.class_names, self.num_classes = class_names, len(class_names)
         self.skipped: list[str] = []
@@ -41,12 +44,18 @@ class _ImageList(Dataset):
         if not self.paths:
             raise ValueError(f"no usable images in {root} ({len(self.skipped)} unreadable skipped)")
 
-    def _read(self, i: int) -> Image.Image:
-        path = Path(self.paths[i])
-        if not path.is_file():
+    def _read(self, i: int) -> torch.Tensor | Image.Image:
+        """`decode_rgb`'s pixels, cut to the box if there is one (outside the image: black, as PIL crops)."""
+        path = self.paths[i]
+        if not os.path.isfile(path):
             raise FileNotFoundError(f"image file not found: {path}")
-        img = open_rgb(path)
-        return img if self.boxes is None else img.crop(self.boxes[i])  # box: left, upper, right, lower
+        img = decode_rgb(path)
+        if self.boxes is None:
+            return img
+        left, upper, right, lower = self.boxes[i]
+        if isinstance(img, Image.Image):
+            return img.crop((left, upper, right, lower))
+        return TF2.crop(img, upper, left, lower - upper, right - left)  # (3, lower - upper, right - left)
 
     def _readable(self, i: int) -> bool:
         try:
@@ -60,8 +69,7 @@ class _ImageList(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = TF.center_crop(TF.resize(self._read(i), self.resize), [self.size, self.size])
-        return TF.pil_to_tensor(img).float() / 127.5 - 1.0, int(self.labels[i])  # (3, size, size)
+        return to_model_input(self._read(i), self.size, self.resize), int(self.labels[i])  # (3, size, size)
 
 
 def _first(items: list[str]) -> str:
@@ -115,7 +123,7 @@ class CelebADataset(_ImageList):
         partition = _find_celeba(root, "list_eval_partition.txt")
         identity_file = _find_celeba(root, "identity_CelebA.txt")
         code = SPLITS.index(split)
-        names = [name for name, part in _read_pairs(partition) if part == code]
+        names = [name for name, part in _read_pairs(partition) if part == code]  # 162,770 for train
         if not names:
             raise ValueError(f"{partition} lists no {split!r} images (partition code {code})")
         identity = dict(_read_pairs(identity_file))
@@ -125,7 +133,8 @@ class CelebADataset(_ImageList):
                              f"({split!r} images of {partition.name})")
         ids = torch.tensor([identity[n] for n in names])  # (N,)
         classes, labels = ids.unique(sorted=True, return_inverse=True)
-        super().__init__(root, [images / n for n in names], labels, [str(c) for c in classes.tolist()], size,
+        folder = os.path.join(images, "")  # strings: 162,770 Path objects would take 0.5 s more
+        super().__init__(root, [folder + n for n in names], labels, [str(c) for c in classes.tolist()], size,
                          size, skip_bad_images=skip_bad_images)
         self.identities = classes[self.labels]  # (N,) CelebA identity numbers (of the images kept)
         self.split = split
@@ -174,10 +183,10 @@ class AnimalFacesDataset(_ImageList):
         self.split = split
 
     @staticmethod
-    def _locate(root: Path, entries: list[str]) -> tuple[list[Path], list | None]:
+    def _locate(root: Path, entries: list[str]) -> tuple[list[str], list | None]:
         """Extracted crops when `animals/` exists, else (ImageNet file, box) from the coordinate file."""
         if (root / "animals").is_dir():
-            return [root / "animals" / e for e in entries], None
+            return [os.path.join(root, "animals", e) for e in entries], None
         coordinates, imagenet = root / ANIMAL_COORDINATES, root / IMAGENET_TRAIN
         if not coordinates.is_file() or not imagenet.is_dir():
             raise FileNotFoundError(
@@ -196,7 +205,7 @@ class AnimalFacesDataset(_ImageList):
         unknown = [e for e in entries if e not in crops]
         if unknown:
             raise ValueError(f"{coordinates} has no box for {_first(unknown)}")
-        return [imagenet / crops[e][0] for e in entries], [crops[e][1] for e in entries]
+        return [os.path.join(imagenet, crops[e][0]) for e in entries], [crops[e][1] for e in entries]
 
 
 # --- unlabelled folders --------------------------------------------------------------------------
@@ -205,7 +214,8 @@ class AnimalFacesDataset(_ImageList):
 class UnlabelledFolderDataset(_ImageList):
     """Every image under root, at any depth, without labels: pairs are drawn at random (the original
     implementation's unsupervised pairing). split: None uses every image; 'train'/'val'/'test' uses root/<split>/ when
-    root holds split folders, otherwise a seeded 80/10/10 split of the sorted files."""
+    root holds split folders, otherwise a seeded 80/10/10 split of the sorted files. The folder's listing
+    is cached while the folder is unchanged (`index.folder_index`)."""
 
     labelled = False
 
@@ -219,7 +229,7 @@ class UnlabelledFolderDataset(_ImageList):
             if not (root / split).is_dir():
                 raise ValueError(f"{root} has split folders but no {split!r} folder")
             root, split = root / split, None
-        files = image_files(root)
+        files = [os.path.join(root, f) for f in folder_index(root).files]
         if not files:
             raise ValueError(f"no images found under {root}")
         if split is not None:
