@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from data_doc import data_section
 from doc_template import block, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +124,9 @@ def write_docs(results: Path = RESULTS, out: Path = DOCS) -> Path:
     profiled = [r for r in runs if r.get("time_split")]
     if profiled:
         text += "\n" + render("performance_time_split.md", rows=block([_split_row(r) for r in profiled]))
+    data = data_section(results / "data")
+    if data:
+        text += "\n" + data
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out

@@ -2,7 +2,10 @@
 
     python benchmarks/make_fake_dataset.py /data/celeba                  # 202,599 JPEGs, CelebA layout
     python benchmarks/make_fake_dataset.py /data/folder --layout folder  # ~100 classes
-    python benchmarks/data_scale.py --celeba /data/celeba --folder /data/folder --out results/data_scale.json
+    python benchmarks/data_scale.py --celeba /data/celeba --folder /data/folder  # results/data/scale.json
+    g2g bench --preset cyclefunit --size 128 --batch 16 --data /data/celeba --workers 0,1,2 \\
+        --loader-batches 300 --step-images-per-s 535 --out benchmarks/results/data/loader.jsonl
+    python benchmarks/bench_step.py --write-docs                          # docs/performance.md
 
 Each measurement runs in a fresh Python process. Indexing: the training split's dataset built with an
 empty index cache (cold), then again (cached); the page cache is warm both times (the files were just
@@ -25,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 INDEX = """
 import sys, time
-t = time.perf_counter()
 from g2g.data.datamodule import make_dataset
+t = time.perf_counter()
 ds = make_dataset(sys.argv[1], "train", 128, sys.argv[2])
 print(time.perf_counter() - t, len(ds))
 """
@@ -58,7 +61,7 @@ def _python(code: str, *args: str, env: dict | None = None) -> str:
 
 
 def index_times(dataset: str, root: str) -> dict:
-    """Seconds to build the training split's dataset: cold (empty cache), then cached."""
+    """Seconds to build the training split's dataset (after the imports): cold (empty cache), then cached."""
     with tempfile.TemporaryDirectory() as cache:
         env = {"G2G_CACHE_DIR": cache}
         cold, n = _python(INDEX, dataset, root, env=env).split()
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-tree", default=None, help="another source tree to measure eval memory with")
     p.add_argument("--old-celeba", default=None, help="the (smaller) CelebA-layout folder for --old-tree")
     p.add_argument("--skip", nargs="*", default=[], choices=["index", "eval", "old"])
-    p.add_argument("--out", default="benchmarks/results/data_scale.json")
+    p.add_argument("--out", default="benchmarks/results/data/scale.json")
     a = p.parse_args(argv)
     out = Path(a.out)
     result = json.loads(out.read_text()) if out.exists() else {}
