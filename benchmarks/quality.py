@@ -128,11 +128,13 @@ def train_judge(out_dir: Path, dataset: str, size: int, seed: int, steps: int) -
 
 def load_judge(path: Path) -> torch.nn.Module:
     from g2g.evaluation.metrics import Classifier
+    from g2g.evaluation.report import JUDGE_SIZE, Downsized
     if not path.is_file():
         raise FileNotFoundError(f"no independent classifier at {path}: the judge phase did not train one "
                                 f"for this image size (give --data.image_size as `--data.image_size N`)")
     state = torch.load(path, weights_only=True)
-    net = Classifier(state["head.weight"].shape[0], width=state["features.0.weight"].shape[0])
+    net = Downsized(Classifier(state["net.head.weight"].shape[0], width=state["net.features.0.weight"].shape[0]),
+                    JUDGE_SIZE)  # as independent_classifier returns it
     net.load_state_dict(state)
     return net.eval()
 
