@@ -1,15 +1,38 @@
 """Training callbacks: the copy-through alarm catches the failure mode of the original implementation
-(mixed images that are copies of their content source) while a run is still going."""
+(mixed images that are copies of their content source) and the collapse alarm a model that draws nothing
+useful, while a run is still going."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from .collapse import Diagnosis, diagnose
 from .evaluation.metrics import copy_through
 from .wiring import g2g_forward
+
+log = logging.getLogger(__name__)
+
+
+def _fixed_pairs(trainer, n: int, alarm: str) -> dict | None:
+    """The datamodule's fixed batch of n pairs (`panel_batch(n)`), kept to the pairs of different classes
+    (all pairs when the data has no labels: every y is equal); None, with a warning, when it has none."""
+    datamodule: Any = getattr(trainer, "datamodule", None)
+    if not hasattr(datamodule, "panel_batch"):
+        rank_zero_warn(f"{alarm}: the datamodule has no panel_batch(n); the alarm is off")
+        return None
+    batch = datamodule.panel_batch(n)
+    keep = batch["y1"] != batch["y2"]
+    return {k: v[keep] for k, v in batch.items()} if keep.any() else batch
+
+
+def _eval_generator(pl_module):
+    """The module's EMA generator, or its generator where it has none."""
+    gen = getattr(pl_module, "generator_ema", None)
+    return pl_module.generator if gen is None else gen
 
 
 class CopyThroughAlarm(Callback):
@@ -41,14 +64,6 @@ class CopyThroughAlarm(Callback):
         self.last_rate: float | None = None
         self.n_checked = 0  # pairs in the fixed batch
 
-    @staticmethod
-    def _different_classes(batch: dict) -> dict:
-        """The pairs whose classes differ; all pairs when the data has no labels (every y is equal)."""
-        keep = batch["y1"] != batch["y2"]
-        if not keep.any():
-            return batch
-        return {k: v[keep] for k, v in batch.items()}
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps or step == self._last_step:
@@ -70,18 +85,87 @@ class CopyThroughAlarm(Callback):
     def rate(self, pl_module, trainer=None) -> float | None:
         """Copy-through rate of the module's EMA generator (or generator) on the fixed batch."""
         if self._batch is None:
-            datamodule: Any = getattr(trainer, "datamodule", None)
-            if not hasattr(datamodule, "panel_batch"):
-                rank_zero_warn("copy-through alarm: the datamodule has no panel_batch(n); the alarm is off")
+            self._batch = _fixed_pairs(trainer, self.n_pairs, "copy-through alarm")
+            if self._batch is None:
                 self.every_n_steps = 0
                 return None
-            self._batch = self._different_classes(datamodule.panel_batch(self.n_pairs))
         b = {k: v.to(pl_module.device) for k, v in self._batch.items()}
         self.n_checked = len(b["x1"])
-        gen = getattr(pl_module, "generator_ema", None)
-        gen = pl_module.generator if gen is None else gen
-        res = g2g_forward(gen, b["x1"], b["x2"], b["ref1"], b["ref2"], long=False)
+        res = g2g_forward(_eval_generator(pl_module), b["x1"], b["x2"], b["ref1"], b["ref2"], long=False)
         return copy_through(res.m1, b["x1"], reconstruction=res.x1_hat).float().mean().item()
+
+
+class CollapseAlarm(Callback):
+    """Says, while a run goes on, when the model draws nothing useful (`collapse.diagnose`: short
+    reconstructions no better than a flat image, mixed images that ignore the class or the content code,
+    a sprite pose thrown off the image, every image drawn alike).
+
+    Every `every_n_steps` generator steps from `min_step` on, and once at the end of training, it runs
+    the EMA generator on the datamodule's fixed panel pairs (of different classes, with their class
+    references), logs each signal as `train/collapse_<signal>` and the number of failed signals as
+    `collapse` in the progress bar. Every model starts blank (the `g2g` preset on `digits`: a class effect
+    of 1.2–3.9 % at step 50, under or just over its 2 % threshold, and 12 % at step 100), so no check runs
+    before `min_step`, and a collapse is warned about (one log line) only when `patience` checks in a row
+    find it, or at the end of training, whose model is exported. A check is one forward pass of the batch:
+    0.4–0.9 s for 64 pairs at 32 px on 2 CPU cores, about 1 % of the time of 500 steps of the `g2g` preset.
+    """
+
+    def __init__(self, every_n_steps: int = 500, min_step: int = 500, patience: int = 2, n_pairs: int = 64):
+        """
+        Args:
+            every_n_steps: generator steps between checks; 0 turns the alarm off (the final check too).
+            min_step: no check before this step (every model is blank at first).
+            patience: consecutive collapsed checks before the warning.
+            n_pairs: pairs in the fixed batch taken from the datamodule's `panel_batch(n)`.
+        """
+        if every_n_steps < 0 or min_step < 0 or patience < 1 or n_pairs < 1:
+            raise ValueError("collapse alarm: every_n_steps ≥ 0, min_step ≥ 0, patience ≥ 1 and n_pairs ≥ 1")
+        self.every_n_steps, self.min_step, self.patience, self.n_pairs = every_n_steps, min_step, patience, n_pairs
+        self._batch: dict | None = None  # taken from the datamodule at the first check
+        self._last_step = -1
+        self.streak = 0  # consecutive collapsed checks …
+        self._since = -1  # … since this step
+        self.last: Diagnosis | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if not self.every_n_steps or step < max(self.min_step, 1) or step % self.every_n_steps \
+                or step == self._last_step:
+            return
+        found = self.check(trainer, pl_module)
+        if found is None:
+            return
+        for name, value in found.signals().items():
+            pl_module.log(f"train/collapse_{name}", value)
+        pl_module.log("collapse", float(len(found.failed)), prog_bar=True, logger=False)
+        if self.streak >= self.patience and trainer.is_global_zero:
+            log.warning("collapse alarm at step %d (since step %d): %s", step, self._since,
+                        found.verdict.removeprefix("collapse: "))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        step = trainer.global_step
+        if not self.every_n_steps or step < max(self.min_step, 1):
+            return
+        if step == self._last_step and self.streak >= self.patience:
+            return  # the check of this step has warned already
+        found = self.last if step == self._last_step else self.check(trainer, pl_module)
+        if found is not None and found.collapsed and trainer.is_global_zero:
+            log.warning("collapse alarm at the end of training (step %d): %s", step,
+                        found.verdict.removeprefix("collapse: "))
+
+    def check(self, trainer, pl_module) -> Diagnosis | None:
+        """Diagnose the module's EMA generator (or generator) on the fixed batch; None without one."""
+        if self._batch is None:
+            self._batch = _fixed_pairs(trainer, self.n_pairs, "collapse alarm")
+            if self._batch is None:
+                self.every_n_steps = 0
+                return None
+        b = {k: v.to(pl_module.device) for k, v in self._batch.items()}
+        self.last = diagnose(_eval_generator(pl_module), b["x1"], b["x2"], b["ref1"], b["ref2"])
+        self._last_step = trainer.global_step
+        self.streak = self.streak + 1 if self.last.collapsed else 0
+        self._since = self._last_step if self.streak == 1 else self._since
+        return self.last
 
 
 def compile_networks(module) -> None:

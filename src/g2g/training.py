@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .callbacks import CopyThroughAlarm
+from .callbacks import CollapseAlarm, CopyThroughAlarm
 from .checkpoint import export_checkpoint, load_checkpoint, save_checkpoint  # noqa: F401 (export_checkpoint: API)
 from .data.datamodule import G2GDataModule
 from .inference import export_generator
@@ -70,8 +70,10 @@ class G2GCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="training checkpoint to resume from (optimisers, EMA, step, data order)")
-        # a configurable default callback (trainer_defaults callbacks cannot take options): --copy_through.*
+        # configurable default callbacks (trainer_defaults callbacks cannot take options): --copy_through.*,
+        # --collapse.*
         parser.add_lightning_class_args(CopyThroughAlarm, "copy_through")
+        parser.add_lightning_class_args(CollapseAlarm, "collapse")
         parser.add_lightning_class_args(PanelLogger, "panels")
         # checkpoints as options: every epoch by default, or --checkpoint.every_n_train_steps N
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")

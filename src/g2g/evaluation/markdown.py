@@ -131,6 +131,10 @@ def _sample_note(name: str, split: dict) -> str:
 def to_markdown(report: dict) -> str:
     splits = [k for k in report if isinstance(report[k], dict) and "short_reconstruction" in report[k]]
     lines = [f"# G2G evaluation — {report['data']} ({report['image_size']} px)", ""]
+    if "collapse" in report:  # first: a model that draws nothing useful makes every number below moot
+        c = report["collapse"]
+        lines += [f"**{c['verdict']}** ({c['pairs']} test pairs of {c['split']})" if c["failed"] else
+                  f"{c['verdict']} ({c['pairs']} test pairs of {c['split']})", ""]
     gen = report.get("generator")
     if gen:  # how the model reads a content code matters to every figure below
         fit = f", pose fit {gen['n_fit']} steps" if gen.get("arch") == "sprite" else ""

@@ -7,7 +7,8 @@ with one-shot and K-shot class codes; the copy-through alarm; code-cycle agreeme
 (linear and MLP) in both directions; block-level DCI (shapes); and, where their networks are on disk,
 FID/KID, LPIPS and identity similarity. Every number comes with its chance or reference level and a
 95 % interval: bootstrap over test pairs or images, or a t-interval over seeds (DCI) or disjoint
-chunks (FID/KID). Library versions and settings travel with the numbers.
+chunks (FID/KID). Library versions and settings travel with the numbers. Above them, one line says
+whether the model collapsed (`collapse.diagnose` on test pairs of the first split).
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from torch import nn
 
 from .. import __version__
 from ..files import atomic_write
-from ..inference import load
+from ..collapse import diagnose
+from ..inference import G2GModel, load
 from . import external as X
 from . import metrics as M
 from .markdown import to_markdown
+from .pairs import make_pairs
 from .split import EvalSettings, Judges, evaluate_split
 from .stream import Subset, chunk_size, read_chunks, sample_indices
 
@@ -41,6 +44,7 @@ CLASSIFIER_STEPS = 4500
 # JUDGE_SIZE px a side, so its training set stays under 600 MB at any image size; accuracy on real
 # images is measured on at most JUDGE_TEST_IMAGES
 JUDGE_IMAGES, JUDGE_SIZE, JUDGE_TEST_IMAGES = 12000, 64, 3000
+COLLAPSE_PAIRS = 64  # test pairs of the collapse check at the top of the report
 LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy",
              "safetensors", "torch-fidelity")
 JUDGED_ON_TRAIN = "the training split"
@@ -159,6 +163,15 @@ def _train_judge(judge_set, seed: int, steps: int, workers: int | None = None) -
     return Downsized(M.train_classifier(x, y, n_cls, seed=seed, max_steps=steps), JUDGE_SIZE).eval()
 
 
+def collapse_check(model: G2GModel, ds, seed: int, workers: int | None = None) -> dict:
+    """`collapse.diagnose` on COLLAPSE_PAIRS seeded test pairs of different classes of ds, as a dict with the
+    verdict; forward passes of the pair pass's chunk size (at least 8 pairs), so memory stays as flat."""
+    i, j = make_pairs(torch.as_tensor(ds.labels), COLLAPSE_PAIRS, seed)
+    x1, x2 = next(read_chunks(ds, [torch.cat([i, j])], workers)).to(model.device).split(len(i))
+    found = diagnose(model.generator, x1, x2, chunk=chunk_size(model.config.image_size, minimum=8))
+    return {**found.to_dict(), "pairs": len(i)}
+
+
 def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir: str | Path = "outputs/eval",
              classifier_steps: int = CLASSIFIER_STEPS, identity: str | Path | None = None, device: str | None = None,
              networks: dict | None = None, **settings) -> dict:
@@ -190,6 +203,8 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
         report["classifier_accuracy_real_test"] = (M.classify(judges.classifier, tx) == ty).float().mean().item()
         report["judge"] = {"fitted_on": sets["judged_on"], "images": min(len(sets["judge"]), JUDGE_IMAGES),
                            "image_size": min(size, JUDGE_SIZE), "real_test_images": len(ty)}
+    first = next(iter(sets["splits"].values()))
+    report["collapse"] = {**collapse_check(model, first, s.seed, s.workers), "split": next(iter(sets["splits"]))}
     for name, ds in sets["splits"].items():
         report[name] = evaluate_split(model, ds, judges, s, sets["render"], sets["factor_names"])
     report["skipped"] = judges.skipped

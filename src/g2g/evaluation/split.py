@@ -103,9 +103,9 @@ def _few_shot(model, x1, x2, xo, a1, m1, x1_hat, t, y2, judges, s, rec: Records)
 def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Records) -> None:
     """Every per-pair number of one chunk of pairs; xo (n, K − 1, 3, H, W) other images of x2's class."""
     res = g2g_forward(model.generator, x1.to(model.device), x2.to(model.device))
-    parts = (res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1)  # all drawn by the full pass (long=True)
-    m1, r1, x1_hat, a_m1, b_m1 = (v.cpu() for v in parts if v is not None)
-    (a1, b1), (a2, b2) = ((v.cpu() for v in model.encode(x)) for x in (x1, x2))
+    # the codes of x1 and x2 (as model.encode gives them) and all that the full pass (long=True) draws
+    parts = (res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1, res.a1, res.b1, res.a2, res.b2)
+    m1, r1, x1_hat, a_m1, b_m1, a1, b1, a2, b2 = (v.cpu() for v in parts if v is not None)
     b_other = model.encode_class(xo[:, 0]).cpu()
     rec.add(**_named("long", _scores(r1, x1, judges.lpips)),
             long_l1=(r1 - x1).abs().mean(dim=(1, 2, 3)), short_l1=(x1_hat - x1).abs().mean(dim=(1, 2, 3)),
