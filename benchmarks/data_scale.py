@@ -90,11 +90,12 @@ def _own_rss(pid: int) -> int:
 
 
 def eval_memory(tree: Path, model: Path, root: str, pairs: int, classifier_steps: int, probe: int) -> dict:
-    """Peak resident memory of `g2g eval` (main process alone, and with its worker processes)."""
-    with tempfile.TemporaryDirectory() as out:
+    """Peak resident memory of `g2g eval` (main process alone, and with its worker processes). A run that
+    the kernel kills for want of memory reports the peak it reached."""
+    with tempfile.TemporaryDirectory() as out, open(Path(out) / "stderr.txt", "w+") as stderr:
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-c", EVAL, str(tree / "src"), str(model), root, out, str(pairs),
-                                 str(classifier_steps), str(probe)], stderr=subprocess.PIPE, text=True)
+                                 str(classifier_steps), str(probe)], stderr=stderr, text=True)
         peak_main = peak_tree = 0
         while proc.poll() is None:
             try:
@@ -102,10 +103,16 @@ def eval_memory(tree: Path, model: Path, root: str, pairs: int, classifier_steps
             except FileNotFoundError:
                 break
             time.sleep(0.1)
-        if proc.returncode:
-            raise RuntimeError(f"eval failed: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-        report = json.loads((Path(out) / "metrics.json").read_text())
-    return {"tree": str(tree), "root": root, "test_images": report["test"]["n_images"], "pairs": pairs,
+        proc.wait()
+        result = {"tree": str(tree), "root": root, "exit_status": proc.returncode}
+        if proc.returncode == -9:  # the kernel's out-of-memory killer: the sampled peak is the measurement
+            result["killed"] = "out of memory"
+        elif proc.returncode:
+            stderr.seek(0)
+            raise RuntimeError(f"eval failed: {stderr.read()[-2000:]}")
+        partition = Path(root) / "list_eval_partition.txt"
+        test_images = sum(line.split()[1:] == ["2"] for line in partition.read_text().splitlines())
+    return {**result, "test_images": test_images, "pairs": pairs,
             "probe_images": probe, "classifier_steps": classifier_steps, "peak_rss_gb": round(peak_main / 2**30, 2),
             "peak_rss_with_workers_gb": round(peak_tree / 2**30, 2), "wall_s": round(time.monotonic() - start, 1)}
 

@@ -106,9 +106,13 @@ def _judge_tensors(ds, n: int, seed: int, workers: int | None = None) -> tuple[t
     """A seeded sample of at most n images of ds, downsized to at most JUDGE_SIZE px, with labels."""
     sample = sample_indices(len(ds), n, seed)
     size = int(ds[0][0].shape[-1])
-    shrink = Downsized(nn.Identity(), JUDGE_SIZE)
-    chunks = list(sample.split(chunk_size(size)))
-    images = torch.cat([shrink(x) for x in read_chunks(ds, chunks, workers)])
+    shrink, side = Downsized(nn.Identity(), JUDGE_SIZE), min(size, JUDGE_SIZE)
+    chunks = list(sample.split(max(64, chunk_size(size))))  # read, then downsized at once
+    images = torch.empty(len(sample), 3, side, side)  # filled in place: no second copy of the set
+    start = 0
+    for x in read_chunks(ds, chunks, workers):
+        images[start:start + len(x)] = shrink(x)
+        start += len(x)
     return images, torch.as_tensor(ds.labels)[sample]
 
 
@@ -165,10 +169,10 @@ def _train_judge(judge_set, seed: int, steps: int, workers: int | None = None) -
 
 def collapse_check(model: G2GModel, ds, seed: int, workers: int | None = None) -> dict:
     """`collapse.diagnose` on COLLAPSE_PAIRS seeded test pairs of different classes of ds, as a dict with the
-    verdict; forward passes of the pair pass's chunk size (at least 8 pairs), so memory stays as flat."""
+    verdict; forward passes of the pair pass's chunk size, so memory stays as flat."""
     i, j = make_pairs(torch.as_tensor(ds.labels), COLLAPSE_PAIRS, seed)
     x1, x2 = next(read_chunks(ds, [torch.cat([i, j])], workers)).to(model.device).split(len(i))
-    found = diagnose(model.generator, x1, x2, chunk=chunk_size(model.config.image_size, minimum=8))
+    found = diagnose(model.generator, x1, x2, chunk=chunk_size(model.config.image_size))
     return {**found.to_dict(), "pairs": len(i)}
 
 

@@ -13,15 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-# pixels per chunk: 128 pairs at 32 px, 4 at 224 (each pair reads up to 2 + K − 1 images)
-CHUNK_PIXELS = 128 * 32 * 32
+# pixels per chunk: 64 pairs at 32 px, 2 at 224 (each pair reads up to 2 + K − 1 images, and a FUNIT decoder
+# holds about 50 MB of activations per 224-px image it draws)
+CHUNK_PIXELS = 64 * 32 * 32
 # the probes and DCI see content codes average-pooled to at most this many cells a side: a 224-px content
 # code (512 × 28 × 28 in the FUNIT layout) would make 3,000 probe rows 4.8 GB; 8 × 8 keeps the 32-px codes
 # of the presets whole
 PROBE_CELLS = 8
 
 
-def chunk_size(image_size: int, minimum: int = 4) -> int:
+def chunk_size(image_size: int, minimum: int = 2) -> int:
     """Items per chunk at this image side."""
     return max(minimum, CHUNK_PIXELS // (image_size * image_size))
 
