@@ -12,10 +12,11 @@ from torch.utils.data import DataLoader
 
 from .pairing import ImageDataset, PairDataset, StepBatchSampler, collate_batch
 
-DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals")
-# what --data.root must point at, for the datasets read from disk (data/real.py)
+DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals", "fonts")
+# what --data.root must point at, for the datasets read from disk (data/real.py, data/fonts.py)
 ROOTS = {"unlabelled": "a folder of images, any depth", "celeba": "the CelebA folder (img_align_celeba/, "
-         "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)"}
+         "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)",
+         "fonts": "a folder of .ttf/.otf/.ttc font files, any depth"}
 log = logging.getLogger(__name__)
 MAX_AUTO_WORKERS = 8  # a worker loads ~2,000 CelebA JPEGs/s at 128 px (`decode_rgb`); 8 keep far ahead of a step
 
@@ -45,6 +46,9 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
             return real.CelebADataset(root, split, image_size, skip_bad_images)
         if name == "animals":  # FUNIT's train list (119 classes); val and test: its test list (30 classes)
             return real.AnimalFacesDataset(root, split, image_size, skip_bad_images=skip_bad_images)
+        if name == "fonts":  # class: the font; train: training fonts, val and test: held-out font families
+            from .fonts import FontsDataset
+            return FontsDataset(root, split, image_size, seed)
         return real.UnlabelledFolderDataset(root, image_size, split, skip_bad_images, seed)
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
@@ -82,7 +86,8 @@ class G2GDataModule(L.LightningDataModule):
         """
         Args:
             dataset: 'shapes' (built-in, ground truth), 'digits' (built-in, real), 'folder' (root/<class>/*.png),
-                'unlabelled' (every image under root, random pairs), 'celeba' or 'animals' (FUNIT Animal Faces).
+                'unlabelled' (every image under root, random pairs), 'celeba', 'animals' (FUNIT Animal Faces) or
+                'fonts' (every font file under root: class = typeface, one image per character).
             root: dataset folder, for datasets read from disk.
             image_size: side of the square images the model sees.
             batch_size: pairs per step (each pair is two images).
