@@ -30,20 +30,22 @@ def _projection(runs: list[dict], step_images_per_s: float = 535.0, cores: int =
         if one is None:
             continue
         need = step_images_per_s / 2  # pairs/s: the step counts 2 images a pair
+        projected = (cores - 1) * one["pairs_per_s"]
         lines.append(f"{r['preset']} on {r['dataset']}: one worker delivers {one['pairs_per_s']:,.0f} pairs/s; "
-                     f"{cores - 1} workers at that rate would deliver {(cores - 1) * one['pairs_per_s']:,.0f} pairs/s "
-                     f"against the {need:,.1f} pairs/s ({step_images_per_s:.0f} images/s) of `cyclefunit`'s "
-                     f"128-px step on an H200, {(cores - 1) * one['pairs_per_s'] / need:,.0f} times its need")
+                     f"{cores - 1} workers at that rate would deliver about {projected:,.0f} pairs/s "
+                     f"against the {need:,.1f} pairs/s ({step_images_per_s:.0f} images/s) of the `cyclefunit` "
+                     f"128-px step on an H200, {projected / need:,.0f} times its need")
     if not lines:
         return ""
     return ("Projected to a 16-core GPU machine (per-core rate of this CPU; one core left to the training "
-            "process): " + "; ".join(lines) + ". An epoch of CelebA's 162,770 training images (81,385 pairs) "
-            f"at that step rate is {162_770 / step_images_per_s / 60:.1f} minutes.\n")
+            "process): " + "; ".join(lines) + ". At that step rate an epoch of CelebA's 162,770 training images "
+            f"(81,385 pairs) takes {162_770 / step_images_per_s / 60:.1f} minutes, and the loader would keep up.")
 
 
 def _eval_row(r: dict, name: str) -> str:
-    return (f"| {name} | {r['test_images']:,} | {r['peak_rss_gb']:.2f} GB | {r['peak_rss_with_workers_gb']:.2f} GB | "
-            f"{r['wall_s'] / 60:.1f} min |")
+    end = " (killed: out of memory)" if r.get("killed") else ""
+    return (f"| {name} | {r['test_images']:,} | {r['peak_rss_gb']:.2f} GB{end} | "
+            f"{r['peak_rss_with_workers_gb']:.2f} GB | {r['wall_s'] / 60:.1f} min |")
 
 
 def data_section(folder: Path) -> str | None:
@@ -57,13 +59,15 @@ def data_section(folder: Path) -> str | None:
     e = scale["eval"]
     eval_rows = [_eval_row(e, "streaming (this version)")]
     note = ""
-    if "eval_old" in scale:
-        o = scale["eval_old"]
+    for o in scale.get("eval_old", []):
         eval_rows.append(_eval_row(o, "whole splits in memory (previous version)"))
-        per_image = o["peak_rss_gb"] / o["test_images"]
-        note = (f"The previous version grew with the split: at its {o['peak_rss_gb'] / o['test_images'] * 1e3:.2f} MB "
-                f"per test image, the full test split ({e['test_images']:,} images) would need about "
-                f"{per_image * e['test_images']:.0f} GB.\n")
+    if len(scale.get("eval_old", [])) >= 2:  # the growth per test image, from the two smallest runs
+        a, b = sorted(scale["eval_old"], key=lambda o: o["test_images"])[:2]
+        slope = (b["peak_rss_gb"] - a["peak_rss_gb"]) / (b["test_images"] - a["test_images"])
+        full = a["peak_rss_gb"] + slope * (e["test_images"] - a["test_images"])
+        note = (f"The previous version held whole splits and encoded them 500 images at a time: its peak grew by "
+                f"{slope * 1e3:.0f} MB per test image, which puts the full test split ({e['test_images']:,} images) "
+                f"near {full:,.0f} GB.\n")
     machine = (loaders[0]["machine"] if loaders else {}).get("cpu", "this machine")
     settings = (f"{e['pairs']} pairs, {e['probe_images']} probe images, {e['classifier_steps']} classifier steps; "
                 "memory does not depend on these counts beyond the per-item numbers kept")

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-images", type=int, default=3000)
     p.add_argument("--classifier-steps", type=int, default=300)
     p.add_argument("--old-tree", default=None, help="another source tree to measure eval memory with")
-    p.add_argument("--old-celeba", default=None, help="the (smaller) CelebA-layout folder for --old-tree")
+    p.add_argument("--old-celeba", nargs="+", default=[],
+                   help="the (smaller) CelebA-layout folders for --old-tree, one run each")
     p.add_argument("--skip", nargs="*", default=[], choices=["index", "eval", "old"])
     p.add_argument("--out", default="benchmarks/results/data/scale.json")
     a = p.parse_args(argv)
@@ -142,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             result["eval"] = eval_memory(ROOT, model, a.celeba, a.pairs, a.classifier_steps, a.probe_images)
             print(json.dumps(result["eval"]), flush=True)
         if a.old_tree and "old" not in a.skip:
-            result["eval_old"] = eval_memory(Path(a.old_tree), model, a.old_celeba or a.celeba, a.pairs,
-                                             a.classifier_steps, a.probe_images)
-            print(json.dumps(result["eval_old"]), flush=True)
+            result["eval_old"] = []
+            for root in a.old_celeba or [a.celeba]:
+                result["eval_old"].append(eval_memory(Path(a.old_tree), model, root, a.pairs, a.classifier_steps,
+                                                      a.probe_images))
+                print(json.dumps(result["eval_old"][-1]), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
