@@ -104,7 +104,7 @@ def read_chunks(dataset, chunks: Sequence[torch.Tensor], workers: int | None = N
 class Records:
     """Per-item values gathered chunk by chunk: add(name=tensor, ...), then cat(name) → all rows."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._parts: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def add(self, **values: torch.Tensor) -> None:
