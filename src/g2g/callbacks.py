@@ -17,16 +17,28 @@ from .wiring import g2g_forward
 log = logging.getLogger(__name__)
 
 
-def _fixed_pairs(trainer, n: int, alarm: str) -> dict | None:
-    """The datamodule's fixed batch of n pairs (`panel_batch(n)`), kept to the pairs of different classes
-    (all pairs when the data has no labels: every y is equal); None, with a warning, when it has none."""
-    datamodule: Any = getattr(trainer, "datamodule", None)
-    if not hasattr(datamodule, "panel_batch"):
-        rank_zero_warn(f"{alarm}: the datamodule has no panel_batch(n); the alarm is off")
-        return None
-    batch = datamodule.panel_batch(n)
-    keep = batch["y1"] != batch["y2"]
-    return {k: v[keep] for k, v in batch.items()} if keep.any() else batch
+class _PanelPairsAlarm(Callback):
+    """An alarm that checks the module on the datamodule's fixed panel pairs, taken at its first check."""
+
+    alarm = "alarm"
+    every_n_steps: int
+    n_pairs: int
+    _batch: dict | None = None
+
+    def _pairs(self, trainer, pl_module) -> dict | None:
+        """The datamodule's fixed batch of n_pairs (`panel_batch(n)`) on the module's device, kept to the
+        pairs of different classes (all pairs when the data has no labels: every y is equal); None, with a
+        warning and the alarm off, when the datamodule has none."""
+        if self._batch is None:
+            datamodule: Any = getattr(trainer, "datamodule", None)
+            if not hasattr(datamodule, "panel_batch"):
+                rank_zero_warn(f"{self.alarm}: the datamodule has no panel_batch(n); the alarm is off")
+                self.every_n_steps = 0
+                return None
+            batch = datamodule.panel_batch(self.n_pairs)
+            keep = batch["y1"] != batch["y2"]
+            self._batch = {k: v[keep] for k, v in batch.items()} if keep.any() else batch
+        return {k: v.to(pl_module.device) for k, v in self._batch.items()}
 
 
 def _eval_generator(pl_module):
@@ -35,7 +47,7 @@ def _eval_generator(pl_module):
     return pl_module.generator if gen is None else gen
 
 
-class CopyThroughAlarm(Callback):
+class CopyThroughAlarm(_PanelPairsAlarm):
     """Warns when mixed images copy their content source instead of taking the other image's class.
 
     Every `every_n_steps` generator steps it runs the EMA generator on a fixed batch of pairs of
@@ -46,6 +58,8 @@ class CopyThroughAlarm(Callback):
     `train/copy_through` and warns (rank zero) when it exceeds `threshold`. `g2g eval` reports the same
     rate, and on `shapes` also the exact one against the true mixed image.
     """
+
+    alarm = "copy-through alarm"
 
     def __init__(self, every_n_steps: int = 500, threshold: float = 0.5, n_pairs: int = 64):
         """
@@ -59,7 +73,6 @@ class CopyThroughAlarm(Callback):
         self.every_n_steps = every_n_steps
         self.threshold = threshold
         self.n_pairs = n_pairs
-        self._batch: dict | None = None  # taken from the datamodule at the first check
         self._last_step = -1
         self.last_rate: float | None = None
         self.n_checked = 0  # pairs in the fixed batch
@@ -84,18 +97,15 @@ class CopyThroughAlarm(Callback):
     @torch.no_grad()
     def rate(self, pl_module, trainer=None) -> float | None:
         """Copy-through rate of the module's EMA generator (or generator) on the fixed batch."""
-        if self._batch is None:
-            self._batch = _fixed_pairs(trainer, self.n_pairs, "copy-through alarm")
-            if self._batch is None:
-                self.every_n_steps = 0
-                return None
-        b = {k: v.to(pl_module.device) for k, v in self._batch.items()}
+        b = self._pairs(trainer, pl_module)
+        if b is None:
+            return None
         self.n_checked = len(b["x1"])
         res = g2g_forward(_eval_generator(pl_module), b["x1"], b["x2"], b["ref1"], b["ref2"], long=False)
         return copy_through(res.m1, b["x1"], reconstruction=res.x1_hat).float().mean().item()
 
 
-class CollapseAlarm(Callback):
+class CollapseAlarm(_PanelPairsAlarm):
     """Says, while a run goes on, when the model draws nothing useful (`collapse.diagnose`: short
     reconstructions no better than a flat image, mixed images that ignore the class or the content code,
     a sprite pose thrown off the image, every image drawn alike).
@@ -110,6 +120,8 @@ class CollapseAlarm(Callback):
     0.4–0.9 s for 64 pairs at 32 px on 2 CPU cores, about 1 % of the time of 500 steps of the `g2g` preset.
     """
 
+    alarm = "collapse alarm"
+
     def __init__(self, every_n_steps: int = 500, min_step: int = 500, patience: int = 2, n_pairs: int = 64):
         """
         Args:
@@ -121,7 +133,6 @@ class CollapseAlarm(Callback):
         if every_n_steps < 0 or min_step < 0 or patience < 1 or n_pairs < 1:
             raise ValueError("collapse alarm: every_n_steps ≥ 0, min_step ≥ 0, patience ≥ 1 and n_pairs ≥ 1")
         self.every_n_steps, self.min_step, self.patience, self.n_pairs = every_n_steps, min_step, patience, n_pairs
-        self._batch: dict | None = None  # taken from the datamodule at the first check
         self._last_step = -1
         self.streak = 0  # consecutive collapsed checks …
         self._since = -1  # … since this step
@@ -155,12 +166,9 @@ class CollapseAlarm(Callback):
 
     def check(self, trainer, pl_module) -> Diagnosis | None:
         """Diagnose the module's EMA generator (or generator) on the fixed batch; None without one."""
-        if self._batch is None:
-            self._batch = _fixed_pairs(trainer, self.n_pairs, "collapse alarm")
-            if self._batch is None:
-                self.every_n_steps = 0
-                return None
-        b = {k: v.to(pl_module.device) for k, v in self._batch.items()}
+        b = self._pairs(trainer, pl_module)
+        if b is None:
+            return None
         self.last = diagnose(_eval_generator(pl_module), b["x1"], b["x2"], b["ref1"], b["ref2"])
         self._last_step = trainer.global_step
         self.streak = self.streak + 1 if self.last.collapsed else 0

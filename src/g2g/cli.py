@@ -236,7 +236,7 @@ def add_eval_and_export(sub) -> None:
                    help="images (a seeded sample of bigger splits) for the short reconstructions, probes and DCI "
                         "(default: %(default)s)")
     e.add_argument("--workers", type=int, default=None,
-                   help="image-reading processes (default: none for built-in data, else up to 4)")
+                   help="image-reading processes (default: as training, none for built-in data)")
     e.add_argument("--classifier-steps", type=int, default=4500,
                    help="training steps of the independent classifier (default: %(default)s)")
     e.add_argument("--identity", default=None, metavar="FILE",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Literal, cast
 
 import lightning as L
@@ -10,6 +9,7 @@ import torch
 from lightning.fabric.utilities.data import AttributeDict
 from torch.utils.data import DataLoader
 
+from .files import auto_workers
 from .pairing import ImageDataset, PairDataset, StepBatchSampler, collate_batch
 
 DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals", "fonts")
@@ -18,7 +18,6 @@ ROOTS = {"unlabelled": "a folder of images, any depth", "celeba": "the CelebA fo
          "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)",
          "fonts": "a folder of .ttf/.otf/.ttc font files, any depth"}
 log = logging.getLogger(__name__)
-MAX_AUTO_WORKERS = 8  # a worker loads ~2,000 CelebA JPEGs/s at 128 px (`decode_rgb`); 8 keep far ahead of a step
 
 
 def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
@@ -51,18 +50,6 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
             return FontsDataset(root, split, image_size, seed)
         return real.UnlabelledFolderDataset(root, image_size, split, skip_bad_images, seed)
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-
-
-def auto_workers(dataset: object) -> int:
-    """Worker processes for a dataset: 0 when its images are held in memory (an `images` tensor: shapes,
-    digits), as workers would only copy them; else one per core available to this process, less one for
-    the main process when there are 3 or more, at most MAX_AUTO_WORKERS."""
-    if getattr(dataset, "images", None) is not None:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2:
-        return 0
-    return min(MAX_AUTO_WORKERS, cores - 1 if cores >= 3 else cores)
 
 
 class StepDataLoader(DataLoader):

@@ -38,7 +38,7 @@ class EvalSettings:
     realism_images: int = 1000             # mixed images for FID/KID (and twice as many real ones)
     realism_chunks: int = 5                # disjoint chunks FID/KID are averaged over
     lpips_net: str = "alex"                # LPIPS backbone: alex | vgg | squeeze
-    workers: int | None = None             # image-reading processes (None: 0 in memory, else up to 4)
+    workers: int | None = None             # image-reading processes (None: as training, `auto_workers`)
 
     def __post_init__(self):
         if self.n_pairs < 1 or self.n_probe < 1 or self.dci_repeats < 1 or self.realism_chunks < 1:
@@ -87,11 +87,12 @@ def _sample_pass(model: G2GModel, ds, sample: torch.Tensor, judges: Judges, s: E
     return rec, content_sum / len(sample), rec.cat("class_code").mean(0)
 
 
-def _few_shot(model, x1, x2, xo, a1, m1, x1_hat, t, y2, judges, s, rec: Records) -> None:
+def _few_shot(model, x1, a1, b2, b_refs, m1, x1_hat, t, y2, judges, s, rec: Records) -> None:
     """Class transfer with the class code of x2 replaced by the mean code of K images of its class:
-    x2 and K − 1 others (FUNIT's K-shot protocol; K = 1 is m1 itself)."""
+    x2 and K − 1 others (FUNIT's K-shot protocol; K = 1 is m1 itself). b_refs (n, K − 1, D): the class codes
+    of the others, each encoded once for every K (a K-shot code is the mean of K image codes)."""
     for k in s.k_shots:
-        m = m1 if k == 1 else model.decode(a1, model.encode_class(torch.cat([x2[:, None], xo[:, :k - 1]], 1))).cpu()
+        m = m1 if k == 1 else model.decode(a1, torch.cat([b2[:, None], b_refs[:, :k - 1]], 1).mean(1)).cpu()
         if judges.classifier is not None:
             rec.add(**{f"k{k}.hit": (M.classify(judges.classifier, m) == y2).float()})
         if t is not None:
@@ -106,7 +107,7 @@ def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Re
     # the codes of x1 and x2 (as model.encode gives them) and all that the full pass (long=True) draws
     parts = (res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1, res.a1, res.b1, res.a2, res.b2)
     m1, r1, x1_hat, a_m1, b_m1, a1, b1, a2, b2 = (v.cpu() for v in parts if v is not None)
-    b_other = model.encode_class(xo[:, 0]).cpu()
+    b_refs = model.encode_class(xo.flatten(0, 1)).cpu().unflatten(0, xo.shape[:2])  # (n, K − 1, D)
     rec.add(**_named("long", _scores(r1, x1, judges.lpips)),
             long_l1=(r1 - x1).abs().mean(dim=(1, 2, 3)), short_l1=(x1_hat - x1).abs().mean(dim=(1, 2, 3)),
             copy_rec=M.copy_through(m1, x1, reconstruction=x1_hat))
@@ -115,9 +116,9 @@ def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Re
                 swap_flat=M.per_image_psnr(M.flat_image_baseline(t), t), copy_target=M.copy_through(m1, x1, target=t))
     if judges.classifier is not None:
         rec.add(shown=M.classify(judges.classifier, m1))
-    _few_shot(model, x1, x2, xo, a1, m1, x1_hat, t, y2, judges, s, rec)
+    _few_shot(model, x1, a1, b2, b_refs, m1, x1_hat, t, y2, judges, s, rec)
     content_centre, class_centre = centres
-    cls = cosines(b2, b_m1, b1, b_other, center=class_centre)
+    cls = cosines(b2, b_m1, b1, b_refs[:, 0], center=class_centre)
     con = cosines(a1, a_m1, a2, center=content_centre)
     rec.add(**{"cycle_class": cls[0], "cycle_class_unrelated": cls[1], "cycle_class_same": cls[2],
                "cycle_content": con[0], "cycle_content_unrelated": con[1]})

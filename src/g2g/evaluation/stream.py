@@ -4,7 +4,6 @@ dataset reads files), every metric keeps only per-item numbers, and whatever nee
 never on the size of the split."""
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -12,6 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+
+from ..data.files import auto_workers
 
 # pixels per chunk: 64 pairs at 32 px, 2 at 224 (each pair reads up to 2 + K − 1 images, and a FUNIT decoder
 # holds about 50 MB of activations per 224-px image it draws)
@@ -80,14 +81,6 @@ def _as_is(batch: Any) -> Any:
     return batch  # __getitems__ already stacked the chunk
 
 
-def default_workers(dataset) -> int:
-    """0 for images held in memory; otherwise worker processes for the cores there are (at most 4)."""
-    if getattr(dataset, "images", None) is not None:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(4, cores)
-
-
 def read_chunks(dataset, chunks: Sequence[torch.Tensor], workers: int | None = None) -> Iterator[torch.Tensor]:
     """The images of each chunk of indices, in order.  # each (len(chunk), 3, H, W)"""
     images = getattr(dataset, "images", None)
@@ -95,7 +88,7 @@ def read_chunks(dataset, chunks: Sequence[torch.Tensor], workers: int | None = N
         for idx in chunks:
             yield images[idx]
         return
-    workers = default_workers(dataset) if workers is None else workers
+    workers = auto_workers(dataset) if workers is None else workers  # as training reads files
     loader = DataLoader(_Gather(dataset), batch_sampler=[c.tolist() for c in chunks], collate_fn=_as_is,
                         num_workers=workers if len(chunks) > 1 else 0)
     yield from loader
