@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .evaluation.metrics import per_image_psnr
+from .evaluation.metrics import flat_image_baseline, per_image_psnr
 from .networks.sprite import BASE_SCALE
 from .wiring import g2g_forward
 
@@ -108,7 +108,7 @@ def signals(x: torch.Tensor, x_hat: torch.Tensor, mixed: torch.Tensor, pose: tor
     """The signals of images x = [x1, x2] (2B, C, H, W), their short reconstructions x̂ = [x̂1, x̂2] and the
     mixed images [m1, m2] = [G(a1, b2), G(a2, b1)]; pose: [a1, a2] (2B, 4 + C) of arch sprite."""
     x, x_hat, mixed = x.float(), x_hat.float(), mixed.float()
-    flat = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    flat = flat_image_baseline(x)  # each image's own mean colour
     detail = (x - flat).abs().mean().clamp_min(1e-6)
     half = len(x) // 2
     values = {"short_gain_db": (per_image_psnr(x_hat, x) - per_image_psnr(flat, x)).mean().item(),
