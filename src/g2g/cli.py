@@ -226,8 +226,8 @@ def add_swap_and_grid(sub) -> None:
 def add_eval_and_export(sub) -> None:
     e = sub.add_parser("eval", help="disentanglement metrics of a model (JSON + Markdown)")
     e.add_argument("model", help="exported model (.safetensors or its folder) or a bundled model name")
-    e.add_argument("--data", default="shapes",
-                   choices=["shapes", "digits", "folder", "unlabelled", "celeba", "animals", "fonts"])
+    e.add_argument("--data", default="shapes", choices=["shapes", "scenes", "parts", "digits", "folder", "unlabelled",
+                                                        "celeba", "animals", "fonts"])
     e.add_argument("--root", default=None, help="dataset folder for the datasets read from disk")
     e.add_argument("--out", default="outputs/eval", help="output folder (default: %(default)s)")
     e.add_argument("--seed", type=int, default=0)

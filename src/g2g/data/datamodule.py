@@ -12,7 +12,10 @@ from torch.utils.data import DataLoader
 from .files import auto_workers
 from .pairing import ImageDataset, PairDataset, StepBatchSampler, collate_batch
 
-DATASETS = ("shapes", "digits", "folder", "unlabelled", "celeba", "animals", "fonts")
+DATASETS = ("shapes", "scenes", "parts", "digits", "folder", "unlabelled", "celeba", "animals", "fonts")
+# built-in datasets drawn from content factors, so the true mixed image render(class of x2, factors of x1)
+# exists; each has seen classes (train, val, test) and held-out ones (val, test)
+GROUND_TRUTH = ("shapes", "scenes", "parts")
 # what --data.root must point at, for the datasets read from disk (data/real.py, data/fonts.py)
 ROOTS = {"unlabelled": "a folder of images, any depth", "celeba": "the CelebA folder (img_align_celeba/, "
          "list_eval_partition.txt, identity_CelebA.txt)", "animals": "FUNIT's datasets/ folder (animals_list_*.txt)",
@@ -22,10 +25,9 @@ log = logging.getLogger(__name__)
 
 def make_dataset(name: str, split: str = "train", image_size: int = 32, root: str | None = None,
                  seed: int = 0, classes: str = "seen", skip_bad_images: bool = False) -> ImageDataset:
-    """A labelled image dataset by name. `classes` applies to `shapes` only ('seen' or 'heldout')."""
-    if name == "shapes":
-        from .shapes import ShapesDataset
-        return ShapesDataset(split=split, size=image_size, seed=seed, classes=classes)
+    """A labelled image dataset by name. `classes` applies to GROUND_TRUTH datasets only ('seen' or 'heldout')."""
+    if name in GROUND_TRUTH:
+        return ground_truth_dataset(name)(split=split, size=image_size, seed=seed, classes=classes)
     if name == "digits":
         from .datasets import DigitsDataset
         return DigitsDataset(split=split, size=image_size, seed=seed)
@@ -52,6 +54,14 @@ def make_dataset(name: str, split: str = "train", image_size: int = 32, root: st
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
+def ground_truth_dataset(name: str) -> type:
+    """The dataset class of a GROUND_TRUTH dataset; its `render` and `factor_names` draw true mixed images."""
+    from .parts import PartsDataset
+    from .scenes import ScenesDataset
+    from .shapes import ShapesDataset
+    return {"shapes": ShapesDataset, "scenes": ScenesDataset, "parts": PartsDataset}[name]
+
+
 class StepDataLoader(DataLoader):
     """A DataLoader over a `StepBatchSampler`, resumable mid-epoch: its state is the sampler's step, which
     Lightning saves in checkpoints and gives back on resume (`state_dict`/`load_state_dict`)."""
@@ -72,7 +82,8 @@ class G2GDataModule(L.LightningDataModule):
                  panel_size: int = 8, skip_bad_images: bool = False):
         """
         Args:
-            dataset: 'shapes' (built-in, ground truth), 'digits' (built-in, real), 'folder' (root/<class>/*.png),
+            dataset: 'shapes', 'scenes' (patterned backgrounds), 'parts' (multi-part objects) (built-in, ground
+                truth), 'digits' (built-in, real), 'folder' (root/<class>/*.png),
                 'unlabelled' (every image under root, random pairs), 'celeba', 'animals' (FUNIT Animal Faces) or
                 'fonts' (every font file under root: class = typeface, one image per character).
             root: dataset folder, for datasets read from disk.
@@ -83,7 +94,7 @@ class G2GDataModule(L.LightningDataModule):
             k_refs: class references per image; the class code is their mean code.
             steps_per_epoch: batches per epoch (the data stream is endless; epochs only pace checkpoints).
             num_workers: DataLoader worker processes that decode images (0: in the main process). 'auto':
-                0 for the datasets held in memory (shapes, digits), else one per core available, less one
+                0 for the datasets held in memory (built-in), else one per core available, less one
                 for the main process when there are 3 or more, at most 8 (`auto_workers`). Workers
                 persist across epochs; batches go to pinned memory when training on CUDA.
             seed: seed of the pairing and of the built-in datasets.

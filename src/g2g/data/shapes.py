@@ -61,25 +61,25 @@ CLASS_SETS = {"seen": SEEN_CLASSES, "heldout": HELD_OUT_CLASSES, "all": tuple(ra
 # functions" (exact SDFs; exactness matters because the outline is a band of the interior distance).
 
 
-def _length(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def length(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(x * x + y * y)
 
 
-def _sd_box(px, py, half_x, half_y):
+def sd_box(px, py, half_x, half_y):
     qx, qy = px.abs() - half_x, py.abs() - half_y
-    return _length(qx.clamp(min=0), qy.clamp(min=0)) + torch.maximum(qx, qy).clamp(max=0)
+    return length(qx.clamp(min=0), qy.clamp(min=0)) + torch.maximum(qx, qy).clamp(max=0)
 
 
 def _sd_bar(px, py):
     # A 2:1 rectangle, lying flat at rotation 0; corners at radius 0.97 (inside the unit disc).
-    return _sd_box(px, py, 0.86, 0.43)
+    return sd_box(px, py, 0.86, 0.43)
 
 
 def _sd_square(px, py, half=0.70):
-    return _sd_box(px, py, half, half)
+    return sd_box(px, py, half, half)
 
 
-def _sd_triangle(px, py, circumradius=1.0):
+def sd_triangle(px, py, circumradius=1.0):
     # Equilateral, centred on its circumcentre, one vertex up; r is half the side length.
     k = math.sqrt(3.0)
     r = circumradius * k / 2
@@ -87,7 +87,7 @@ def _sd_triangle(px, py, circumradius=1.0):
     fold = px + k * py > 0  # fold the plane so only one edge needs a distance
     px, py = torch.where(fold, (px - k * py) / 2, px), torch.where(fold, (-k * px - py) / 2, py)
     px = px - px.clamp(-2 * r, 0)
-    return -_length(px, py) * torch.sign(py)
+    return -length(px, py) * torch.sign(py)
 
 
 def _sd_star(px, py, r=1.0, inner=0.5):
@@ -100,7 +100,7 @@ def _sd_star(px, py, r=1.0, inner=0.5):
     px, py = px.abs(), py - r
     bax, bay = inner * -k1y, inner * k1x - 1.0
     h = ((px * bax + py * bay) / (bax * bax + bay * bay)).clamp(0.0, r)
-    return _length(px - bax * h, py - bay * h) * torch.sign(py * bax - px * bay)
+    return length(px - bax * h, py - bay * h) * torch.sign(py * bax - px * bay)
 
 
 def _sd_cross(px, py, arm=0.94, half_width=0.32):
@@ -110,20 +110,20 @@ def _sd_cross(px, py, arm=0.94, half_width=0.32):
     k = torch.maximum(qx, qy)
     wx = torch.where(k > 0, qx, half_width - px)
     wy = torch.where(k > 0, qy, -k)
-    return torch.sign(k) * _length(wx.clamp(min=0), wy.clamp(min=0))
+    return torch.sign(k) * length(wx.clamp(min=0), wy.clamp(min=0))
 
 
 def _sd_heart(px, py, radius=0.632, centre_y=0.63):
     # Quilez's heart spans y in [0, 1.10]; (0, 0.63) is the centre of its smallest enclosing disc,
     # whose radius is 0.632, so rescale by that radius to fit the unit disc.
     px, py = px.abs() * radius, py * radius + centre_y
-    lobe = _length(px - 0.25, py - 0.75) - math.sqrt(2.0) / 4
+    lobe = length(px - 0.25, py - 0.75) - math.sqrt(2.0) / 4
     t = 0.5 * (px + py).clamp(min=0)
     tip = torch.sqrt(torch.minimum(px**2 + (py - 1) ** 2, (px - t) ** 2 + (py - t) ** 2))
     return torch.where(px + py > 1, lobe, tip * torch.sign(px - py)) / radius
 
 
-_SDFS = (_sd_bar, _sd_square, _sd_triangle, _sd_star, _sd_cross, _sd_heart)
+SDFS = (_sd_bar, _sd_square, sd_triangle, _sd_star, _sd_cross, _sd_heart)
 
 
 # --- Rendering -----------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def _render_chunk(class_ids: torch.Tensor, factors: torch.Tensor, size: int, out
     px_per_unit = (radius * (size / 2.0)).view(n, 1, 1)  # local distance -> pixels
 
     dist = torch.empty(n, size, size)  # signed distance to the edge, in pixels
-    for shape, sdf in enumerate(_SDFS):  # loop over 6 shapes, each on its whole sub-batch
+    for shape, sdf in enumerate(SDFS):  # loop over 6 shapes, each on its whole sub-batch
         i = (shape_ids == shape).nonzero().squeeze(1)
         if len(i):
             px = cos[i] * qx[i] + sin[i] * qy[i]  # (k, H, W) local coordinates
@@ -210,9 +210,9 @@ def _render_chunk(class_ids: torch.Tensor, factors: torch.Tensor, size: int, out
 # --- Dataset -------------------------------------------------------------------------------------
 
 
-def _split_seed(seed: int, split: str, classes: str) -> int:
-    # A stable hash (unlike Python's hash()) so each (seed, split, classes) gets its own fixed stream.
-    digest = hashlib.sha256(f"g2g-shapes/{seed}/{split}/{classes}".encode()).digest()
+def split_seed(seed: int, split: str, classes: str, dataset: str = "shapes") -> int:
+    # A stable hash (unlike Python's hash()) so each (dataset, seed, split, classes) gets its own fixed stream.
+    digest = hashlib.sha256(f"g2g-{dataset}/{seed}/{split}/{classes}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -223,6 +223,8 @@ class ShapesDataset(Dataset):
     so not allowed with split "train") or "all". Labels are global class ids in [0, N_CLASSES).
     Memory: N * 3 * size**2 floats (20,000 images at 64 px = 0.98 GB; at 32 px = 0.25 GB).
     """
+
+    factor_names, render = FACTOR_NAMES, staticmethod(render)  # what the evaluation draws true mixed images with
 
     def __init__(
         self, split: str = "train", size: int = 64, n: int | None = None, seed: int = 0, classes: str = "seen"
@@ -240,7 +242,7 @@ class ShapesDataset(Dataset):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int (or None for the split's default), got {n!r}")
 
-        generator = torch.Generator().manual_seed(_split_seed(seed, split, classes))
+        generator = torch.Generator().manual_seed(split_seed(seed, split, classes))
         pool = torch.tensor(CLASS_SETS[classes])
         # Cycle through the classes so they are balanced to within one image, then shuffle.
         labels = pool[torch.arange(n) % len(pool)]
