@@ -128,6 +128,30 @@ def _sample_note(name: str, split: dict) -> str:
             + (f", {n['realism_per_side']} per side for FID/KID" if n["realism_per_side"] else ""))
 
 
+def fonts_lines(section: dict) -> list[str]:
+    """The fonts section (`evaluation.fonts.font_swap_scores`): one table of rows × metrics per split."""
+    acc = section["judges"]["accuracy"]
+    lines = ["## Fonts: true swaps", "",
+             f"Judges ({section['judges']['steps']} steps, {section['judges']['image_size']} px): character "
+             f"{100 * acc['character']:.1f} % on the held-out fonts' real glyphs; font "
+             f"{100 * acc['training fonts']:.1f} % (training fonts), {100 * acc['held-out fonts']:.1f} % (held-out "
+             f"fonts) on real glyphs of characters they did not learn from ({section['judges']['pair_chars']}, "
+             "the characters of the pairs). m1 is judged against the true render lookup(f2, c1); K-shot: the mean "
+             "class code of x2 and K − 1 other glyphs of f2, never the answer."]
+    for split in ("training fonts", "held-out fonts"):
+        part = section[split]
+        if "skipped" in part:
+            lines += ["", f"- {part['skipped']}"]
+            continue
+        lines += ["", f"### {split} ({part['fonts']} fonts, {part['pairs']} pairs; 95 % CI of PSNR)", "",
+                  "| | swap PSNR (dB) | SSIM | L1 | character kept | font transferred | copy-through |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in part["rows"].items():
+            pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "font_transferred", "copy_through"))
+            lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     splits = [k for k in report if isinstance(report[k], dict) and "short_reconstruction" in report[k]]
     lines = [f"# G2G evaluation — {report['data']} ({report['image_size']} px)", ""]
@@ -167,6 +191,8 @@ def to_markdown(report: dict) -> str:
         notes.append(f"- DCI: {first['dci']['method']}")
     if notes:
         lines += ["", *notes]
+    if "fonts" in report:
+        lines += ["", *fonts_lines(report["fonts"])]
     settings = report.get("settings", {})
     if settings:
         lines += ["", "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items())

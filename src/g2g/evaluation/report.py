@@ -80,16 +80,16 @@ def judge_split(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Te
 
 def _datasets(data: str, size: int, root: str | None, seed: int) -> dict:
     """The evaluation material per dataset: splits to evaluate and the classifier's training set."""
-    from ..data.datamodule import make_dataset
-    if data == "shapes":
-        from ..data.shapes import FACTOR_NAMES, ShapesDataset, render
-        # the judge sees all 30 classes (held-out ones included): it is not the model under test
-        judge = ShapesDataset("val", size=size, n=12000, seed=seed, classes="all")
-        judge_test = ShapesDataset("test", size=size, n=3000, seed=seed + 1, classes="all")
-        return {"judge": judge, "judge_test": judge_test, "render": render, "factor_names": FACTOR_NAMES,
-                "judged_on": JUDGED_ON_TRAIN,
-                "splits": {"seen_classes": ShapesDataset("test", size=size, seed=seed, classes="seen"),
-                           "heldout_classes": ShapesDataset("test", size=size, seed=seed, classes="heldout")}}
+    from ..data.datamodule import GROUND_TRUTH, ground_truth_dataset, make_dataset
+    if data in GROUND_TRUTH:  # shapes, scenes, parts: drawn from factors, so every swap has a true render
+        built_in: Any = ground_truth_dataset(data)
+        # the judge sees all classes (held-out ones included): it is not the model under test
+        judge = built_in("val", size=size, n=12000, seed=seed, classes="all")
+        judge_test = built_in("test", size=size, n=3000, seed=seed + 1, classes="all")
+        return {"judge": judge, "judge_test": judge_test, "render": built_in.render,
+                "factor_names": built_in.factor_names, "judged_on": JUDGED_ON_TRAIN,
+                "splits": {"seen_classes": built_in("test", size=size, seed=seed, classes="seen"),
+                           "heldout_classes": built_in("test", size=size, seed=seed, classes="heldout")}}
     train: Any = make_dataset(data, "train", size, root, seed)  # every dataset here has labels and class_names
     test: Any = make_dataset(data, "test", size, root, seed)
     if set(map(str, test.class_names or ())) <= set(map(str, train.class_names or ())):
@@ -186,7 +186,8 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
     VGGFace2 identity network. networks: judges to use instead of loading them ({"lpips", "inception",
     "identity"}: stand-ins in tests; None leaves one out) or training it ({"classifier"}: one from
     `independent_classifier`, shared by many evaluations). device: where the model and judges run
-    (default: CUDA if present). Memory stays flat in the size of the splits: images are read in chunks
+    (default: CUDA if present). On data "fonts", a section scores swaps against their true renders
+    (`evaluation.fonts`). Memory stays flat in the size of the splits: images are read in chunks
     and the sample sizes are in the report.
     """
     start = time.monotonic()
@@ -211,6 +212,10 @@ def run_eval(model_path, data: str = "shapes", root: str | None = None, out_dir:
     report["collapse"] = {**collapse_check(model, first, s.seed, s.workers), "split": next(iter(sets["splits"]))}
     for name, ds in sets["splits"].items():
         report[name] = evaluate_split(model, ds, judges, s, sets["render"], sets["factor_names"])
+    if data == "fonts":  # every swap has a true render there: a section of its own (evaluation/fonts.py)
+        from .fonts import JUDGE_STEPS, fonts_section
+        report["fonts"] = fonts_section(model, root, size, s.seed, s.n_pairs, min(classifier_steps, JUDGE_STEPS),
+                                        device)
     report["skipped"] = judges.skipped
     report["settings"] = {**asdict(s), "classifier_steps": "given" if given is not None else classifier_steps,
                           "device": str(device)}
