@@ -88,6 +88,8 @@ class LossWeights(Group):
     """r1 vs m2, r2 vs m1"""
     content_noise: float = 0.0
     """std of Gaussian noise on content codes in training (a bottleneck)"""
+    content_augment: float = 0.0
+    """strength of the random distortions of the content encoder's input in training (wiring._augmented)"""
     pose_moment_rate: float = 0.02
     """weight of a batch in the running mean poses of lambda_pose_moments"""
 

@@ -185,7 +185,8 @@ class G2GModule(G2GObjective, L.LightningModule):
         noise = self.step_generator()
         return g2g_forward(self.generator, batch["x1"], batch["x2"], batch["ref1"], batch["ref2"],
                            self.loss.content_noise, noise, long=self.long_active(), short=self.loss.needs_short,
-                           rerender=self.loss.lambda_rerender > 0)
+                           rerender=self.loss.lambda_rerender > 0,
+                           content_augment=self.loss.content_augment if self.training else 0.0)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opts: Any = self.optimizers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .networks.generator import Generator
 
@@ -42,16 +43,39 @@ def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) 
     return code + sigma * noise.to(code.device)
 
 
+def _augmented(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Random distortions of what the content encoder sees, so its code cannot hold them: per image, a
+    3×3 max filter (thicker bright strokes), a min filter (thinner) or neither, then a random scale
+    (1 ± 0.25·strength), shear (± 0.3·strength) and shift (± 7.5 %·strength of the side). The images
+    drawn from the code are compared with the undistorted x, so the class code has to supply what the
+    distortions took away."""
+    if strength == 0:
+        return x
+    n = x.shape[0]
+    u = torch.rand(n, 5, generator=generator).to(x.device)                       # (B, 5) in [0, 1)
+    which = (u[:, 0] * 3).long().view(n, 1, 1, 1)                                 # 0 max, 1 min, 2 neither
+    x = torch.where(which == 0, F.max_pool2d(x, 3, 1, 1),
+                    torch.where(which == 1, -F.max_pool2d(-x, 3, 1, 1), x))
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)                # (B, 2, 3) affine maps
+    scale = 1 + 0.25 * strength * (2 * u[:, 1] - 1)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 1] = scale, scale, 0.3 * strength * (2 * u[:, 2] - 1)
+    theta[:, :, 2] = 0.15 * strength * (2 * u[:, 3:] - 1)                       # (grid units: the side is 2)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
 def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
                 class_in1: torch.Tensor | None = None, class_in2: torch.Tensor | None = None,
                 content_noise: float = 0.0, generator: torch.Generator | None = None,
-                long: bool = True, short: bool = True, rerender: bool = False) -> G2GResult:
+                long: bool = True, short: bool = True, rerender: bool = False,
+                content_augment: float = 0.0) -> G2GResult:
     """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
 
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
     original implementation's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
     class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
     `short=False` skips the short reconstructions (a training objective without them need not draw them);
+    `content_augment` > 0 distorts the content encoder's view of x1, x2 (`_augmented`; training only);
     `rerender=True` also redraws each mixed image from the content code read back from it and its own class
     code (q1 = G(a(m1), b2), q2 = G(a(m2), b1)), in the long reconstructions' decoder call.
     Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
@@ -60,11 +84,11 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     x = torch.cat([x1, x2])
     if class_in1 is None and class_in2 is None:
         codes = gen.encode_class(x)                                              # (2B, D)
-        a = gen.encode_content(x, codes)                                         # (2B, C, h, w)
+        a = gen.encode_content(_augmented(x, content_augment, generator), codes)  # (2B, C, h, w)
     else:  # a sprite pose fit (eval mode) uses the image's own class code, not its references'
         codes = gen.encode_class(torch.cat([x1 if class_in1 is None else class_in1,
                                             x2 if class_in2 is None else class_in2]))
-        a = gen.encode_content(x)
+        a = gen.encode_content(_augmented(x, content_augment, generator))
     a1, a2 = a.split(b)
     b1, b2 = codes.split(b)
     an = _noisy(a, content_noise, generator)

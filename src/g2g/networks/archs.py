@@ -38,6 +38,7 @@ class G2GArch(ArchConfig):
     class_pool: str = "mean"      # the class encoder's global pooling: "mean" or "max"
     max_channels: int = 256       # channel cap in all three networks
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
+    content_norm: bool = False    # instance-normalise the content code (per channel and image)
 
     def validate(self) -> None:
         _check_choice("class_pool", self.class_pool, CLASS_POOLS)
@@ -45,7 +46,7 @@ class G2GArch(ArchConfig):
 
     def build(self, learned: bool = True) -> tuple[nn.Module, nn.Module | None, nn.Module]:
         content = ContentEncoder(self.channels, self.nf, self.n_downs_content, self.n_res_content,
-                                 self.content_channels, self.max_channels)
+                                 self.content_channels, self.max_channels, self.content_norm)
         klass = ClassEncoder(self.channels, self.nf, self.n_downs_class, self.class_dim, self.max_channels,
                              self.class_pool) if learned else None
         decoder = AdaINDecoder(self.content_channels, self.class_dim, self.nf, self.n_downs_content,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ConvBlock, ResBlock
+from .blocks import ConvBlock, ResBlock, instance_norm
 
 
 def conv_trunk(in_channels: int, nf: int, n_downs: int, n_res: int, code_channels: int, max_channels: int,
@@ -26,16 +26,20 @@ class ContentEncoder(nn.Module):
     """Image (B, 3, H, W) → content code (B, code_channels, H / 2**n_downs, W / 2**n_downs).
 
     Instance normalisation throughout removes per-image colour statistics, which belong to the class;
-    the final 1×1 projection to few channels is the content bottleneck."""
+    the final 1×1 projection to few channels is the content bottleneck. normalize_code: the code itself
+    is instance-normalised too (zero mean, unit variance per channel and image), so it says where things
+    are relative to each other, not how much of them there is (stroke weight, contrast, size)."""
 
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 2, n_res: int = 1,
-                 code_channels: int = 2, max_channels: int = 256):
+                 code_channels: int = 2, max_channels: int = 256, normalize_code: bool = False):
         super().__init__()
         self.net = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels,
                                              "in", "relu"))
+        self.normalize_code = normalize_code
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        code = self.net(x)
+        return instance_norm(code) if self.normalize_code else code
 
 
 CLASS_POOLS = ("mean", "max")
