@@ -170,8 +170,8 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
         p = {key: v[a:a + chunk] for key, v in pairs.items()}
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
         mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots)
-        if tables is not None:
-            mixed.update(_baselines(train_ds, p, tables, k_shots, x1, same))
+        if tables is not None:  # with the true renders themselves: what the judges read of real glyphs
+            mixed.update({**_baselines(train_ds, p, tables, k_shots, x1, same), "true render": true})
         for row, m in mixed.items():
             for key, v in _scores(m, x1, true, p, judges.character, judges.fonts[split]).items():
                 per_pair.setdefault(row, {}).setdefault(key, []).append(v)
