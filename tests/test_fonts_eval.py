@@ -138,7 +138,8 @@ def test_baselines_match_direct_computation(splits):
     scores = font_swap_scores(None, train, test, n_pairs=60, judges=judges)
     for split, ds in (("training fonts", train), ("held-out fonts", test)):
         rows = scores[split]["rows"]
-        assert list(rows) == ["copy x1", "mean glyph", "retrieval 1-shot", "retrieval 8-shot"]
+        assert list(rows) == ["copy x1", "mean glyph", "retrieval 1-shot", "retrieval 8-shot", "true render"]
+        assert rows["true render"]["psnr"] == 100.0 and rows["true render"]["copy_through"] == 0.0
         p = font_pairs(ds.num_classes, 52, 60, 0, judges.pair_chars)
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
         assert rows["copy x1"]["psnr"] == pytest.approx(per_image_psnr(x1, true).mean().item(), abs=1e-5)
@@ -224,5 +225,5 @@ def test_eval_cli_writes_the_fonts_section(font_dir, tmp_path, monkeypatch):
     assert "## Fonts: true swaps" in md and "### held-out fonts" in md and "| retrieval 8-shot |" in md
     section = json.loads((out / "metrics.json").read_text())["fonts"]
     assert set(section["held-out fonts"]["rows"]) == {"model 1-shot", "model 8-shot", "copy x1", "mean glyph",
-                                                      "retrieval 1-shot", "retrieval 8-shot"}
+                                                      "retrieval 1-shot", "retrieval 8-shot", "true render"}
     assert section["judges"]["steps"] == 20 and section["training fonts"]["pairs"] == 24
