@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from .procedural import (ProceduralDataset, by_kind, check_render_args, coverage, hsv_to_rgb, pose_frame,
+from .procedural import (ProceduralDataset, by_kind, coverage, hsv_to_rgb, pose_frame,
                          render_in_chunks, rotate)
-from .shapes import length, sd_box, sd_triangle
+from .shapes import check_render_args, length, sd_box, sd_triangle
 
 # --- Parts ---------------------------------------------------------------------------------------
 # A primitive maps local coordinates px, py (y up) and its two size parameters a, b to the signed

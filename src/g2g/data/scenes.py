@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from .procedural import (ProceduralDataset, by_kind, check_render_args, coverage, hsv_to_rgb, pixel_grid,
+from .procedural import (ProceduralDataset, by_kind, coverage, hsv_to_rgb, pixel_grid,
                          pose_frame, render_in_chunks)
-from .shapes import OUTLINE_FRACTION, ROTATION_RANGE, SDFS, SHAPE_NAMES
+from .shapes import check_render_args, OUTLINE_FRACTION, ROTATION_RANGE, SDFS, SHAPE_NAMES
 
 # A scheme is (fill, outline). Fills are bright and saturated, so they stand out from the muted
 # backgrounds (saturation 0.5, value at most 0.55); the outline separates the fill from any background.

@@ -134,6 +134,25 @@ def sample_factors(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, len(FACTOR_NAMES), generator=generator)
 
 
+def check_render_args(class_ids, factors, size, n_classes: int, n_factors: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated (class_ids (N,) long, factors (N, F) float) on the CPU, or a ValueError saying what is wrong."""
+    class_ids, factors = torch.as_tensor(class_ids), torch.as_tensor(factors, dtype=torch.float32)
+    if class_ids.dim() != 1 or class_ids.dtype.is_floating_point:
+        raise ValueError(f"class_ids must be an integer tensor of shape (N,), got {tuple(class_ids.shape)} "
+                         f"{class_ids.dtype}")
+    if factors.shape != (len(class_ids), n_factors):
+        raise ValueError(f"factors must have shape (N, {n_factors}) = ({len(class_ids)}, {n_factors}) to match "
+                         f"class_ids, got {tuple(factors.shape)}")
+    if len(class_ids) and not (0 <= int(class_ids.min()) and int(class_ids.max()) < n_classes):
+        lo, hi = int(class_ids.min()), int(class_ids.max())
+        raise ValueError(f"class_ids must lie in [0, {n_classes}), got min {lo}, max {hi}")
+    if len(factors) and not bool(((factors >= 0) & (factors <= 1)).all()):
+        raise ValueError("factors must lie in [0, 1] (draw them with torch.rand); got values outside or NaN")
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"size must be an int >= {MIN_SIZE}, got {size!r}")
+    return class_ids.cpu().long(), factors.cpu()
+
+
 def render(class_ids: torch.Tensor, factors: torch.Tensor, size: int = 64) -> torch.Tensor:
     """Draw shapes: class_ids (N,) long, factors (N, 5) in [0, 1] -> images (N, 3, size, size) in [-1, 1].
 
@@ -141,7 +160,6 @@ def render(class_ids: torch.Tensor, factors: torch.Tensor, size: int = 64) -> to
     shape fits at its scale (1 px margin); scale maps linearly to RADIUS_RANGE; rotation to
     ROTATION_RANGE (degrees, counter-clockwise); background to a grey level in BACKGROUND_RANGE.
     """
-    from .procedural import check_render_args  # (procedural builds on this module)
     class_ids, factors = check_render_args(class_ids, factors, size, N_CLASSES, len(FACTOR_NAMES))
     out = torch.empty(len(class_ids), 3, size, size)
     # Chunks of ~2**18 pixels keep each (chunk, size, size) intermediate (1 MB) in cache: about
