@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from .shapes import DEFAULT_SPLIT_SIZES, MIN_SIZE, split_seed
+from .shapes import check_dataset_args, split_seed
 
 # Draws n images into out (n, 3, size, size) from class ids (n,) and factors (n, F).
 ChunkRenderer = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], None]
@@ -105,18 +105,7 @@ class ProceduralDataset(Dataset):
 
     def __init__(self, split: str = "train", size: int = 64, n: int | None = None, seed: int = 0,
                  classes: str = "seen"):
-        if split not in DEFAULT_SPLIT_SIZES:
-            raise ValueError(f"split must be one of {sorted(DEFAULT_SPLIT_SIZES)}, got {split!r}")
-        if classes not in self.class_sets:
-            raise ValueError(f"classes must be one of {sorted(self.class_sets)}, got {classes!r}")
-        if classes == "heldout" and split == "train":
-            raise ValueError("held-out classes are never trained on: use classes='heldout' with split 'val' or "
-                             "'test', or classes='seen' for training")
-        if not isinstance(size, int) or size < MIN_SIZE:
-            raise ValueError(f"size must be an int >= {MIN_SIZE}, got {size!r}")
-        n = DEFAULT_SPLIT_SIZES[split] if n is None else n
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int (or None for the split's default), got {n!r}")
+        n = check_dataset_args(split, size, n, classes, self.class_sets)
 
         generator = torch.Generator().manual_seed(split_seed(seed, split, classes, self.name))
         pool = torch.tensor(self.class_sets[classes])

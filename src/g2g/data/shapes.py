@@ -219,6 +219,24 @@ def split_seed(seed: int, split: str, classes: str, dataset: str = "shapes") -> 
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def check_dataset_args(split: str, size: int, n: int | None, classes: str, class_sets: dict) -> int:
+    """The image count of a built-in dataset's split (n, or the split's default), or a ValueError saying
+    which argument is wrong."""
+    if split not in DEFAULT_SPLIT_SIZES:
+        raise ValueError(f"split must be one of {sorted(DEFAULT_SPLIT_SIZES)}, got {split!r}")
+    if classes not in class_sets:
+        raise ValueError(f"classes must be one of {sorted(class_sets)}, got {classes!r}")
+    if classes == "heldout" and split == "train":
+        raise ValueError("held-out classes are never trained on: use classes='heldout' with split 'val' or "
+                         "'test', or classes='seen' for training")
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"size must be an int >= {MIN_SIZE}, got {size!r}")
+    n = DEFAULT_SPLIT_SIZES[split] if n is None else n
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (or None for the split's default), got {n!r}")
+    return n
+
+
 class ShapesDataset(Dataset):
     """Rendered shapes with labels and factors, all rendered once at construction.
 
@@ -232,18 +250,7 @@ class ShapesDataset(Dataset):
     def __init__(
         self, split: str = "train", size: int = 64, n: int | None = None, seed: int = 0, classes: str = "seen"
     ):
-        if split not in DEFAULT_SPLIT_SIZES:
-            raise ValueError(f"split must be one of {sorted(DEFAULT_SPLIT_SIZES)}, got {split!r}")
-        if classes not in CLASS_SETS:
-            raise ValueError(f"classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")
-        if classes == "heldout" and split == "train":
-            raise ValueError("held-out classes are never trained on: use classes='heldout' with split 'val' or "
-                             "'test', or classes='seen' for training")
-        if not isinstance(size, int) or size < MIN_SIZE:
-            raise ValueError(f"size must be an int >= {MIN_SIZE}, got {size!r}")
-        n = DEFAULT_SPLIT_SIZES[split] if n is None else n
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int (or None for the split's default), got {n!r}")
+        n = check_dataset_args(split, size, n, classes, CLASS_SETS)
 
         generator = torch.Generator().manual_seed(split_seed(seed, split, classes))
         pool = torch.tensor(CLASS_SETS[classes])
