@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from g2g.configs import load_preset, preset_args, preset_files  # noqa: E402
 from g2g.evaluation.fonts import SPLITS  # noqa: E402
-from quality import BenchmarkError, max_time, slug  # noqa: E402
+from quality import docs_or_benchmark, BenchmarkError, max_time, slug  # noqa: E402
 
 FONTS_ROOT = "/usr/share/fonts/truetype/aenigma"
 DEFAULT_METHODS = ["general", "general-no-long", "naive", "cyclefunit", "funit2funit"]
@@ -515,21 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         run_one(args.run[0], int(args.run[1]), args)
         return 0
-    if args.from_json is not None:
-        if not args.from_json.is_file():
-            print(f"fonts.py: error: --from-json {args.from_json}: no such file (the benchmark writes it to "
-                  f"--out-dir)", file=sys.stderr)
-            return 2
-        print(f"wrote {write_docs(json.loads(args.from_json.read_text()), args.docs_dir)}")
-        return 0
-    try:
-        results = run_benchmark(args)
-    except (BenchmarkError, ValueError) as e:
-        print(f"fonts.py: error: {e}", file=sys.stderr)
-        return 2
-    if args.write_docs:
-        print(f"wrote {write_docs(results, args.docs_dir)}")
-    return 1 if any("error" in r for r in results["runs"]) else 0
+    return docs_or_benchmark("fonts.py", args, run_benchmark, write_docs)
 
 
 if __name__ == "__main__":

@@ -333,6 +333,26 @@ def _brief(r: dict) -> str:
     return ", ".join(parts) + f"; eval {r['eval_seconds']:.0f} s, process {r.get('wall_seconds', 0):.0f} s"
 
 
+def docs_or_benchmark(prog: str, args, run, write_docs) -> int:
+    """The doc from --from-json, or run(args) and (with --write-docs) its doc: the exit code of a benchmark
+    whose write_docs(results, docs_dir) returns the written path (fonts.py, validation.py)."""
+    if args.from_json is not None:
+        if not args.from_json.is_file():
+            print(f"{prog}: error: --from-json {args.from_json}: no such file (the benchmark writes it to "
+                  f"--out-dir)", file=sys.stderr)
+            return 2
+        print(f"wrote {write_docs(json.loads(args.from_json.read_text()), args.docs_dir)}")
+        return 0
+    try:
+        results = run(args)
+    except (BenchmarkError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    if args.write_docs:
+        print(f"wrote {write_docs(results, args.docs_dir)}")
+    return 1 if any("error" in r for r in results["runs"]) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from g2g.configs import preset_args  # noqa: E402
 from fonts import cell, code_digest, collapse_words, reusable, seed_options, spawn, train_timed  # noqa: E402
-from quality import EVAL, BenchmarkError, judge_file, load_judge, slug, summary, train_judge  # noqa: E402
+from quality import docs_or_benchmark, EVAL, BenchmarkError, judge_file, load_judge, slug, summary, train_judge  # noqa: E402
 
 DATASETS = ("scenes", "parts", "shapes", "digits")
 TUNED_ON = ("shapes", "digits")  # the data the presets were tuned on
@@ -246,22 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         run_one(args.run[0], args.run[1], int(args.run[2]), args)
         return 0
-    if args.from_json is not None:
-        if not args.from_json.is_file():
-            print(f"validation.py: error: --from-json {args.from_json}: no such file (the benchmark writes it to "
-                  f"--out-dir)", file=sys.stderr)
-            return 2
-        print(f"wrote {write_docs(json.loads(args.from_json.read_text()), args.docs_dir)}")
-        return 0
-    try:
+
+    def checked_run(args) -> dict:
         code_digest(args.presets)  # an unknown preset fails here, before anything runs
-        results = run_benchmark(args)
-    except (BenchmarkError, ValueError) as e:
-        print(f"validation.py: error: {e}", file=sys.stderr)
-        return 2
-    if args.write_docs:
-        print(f"wrote {write_docs(results, args.docs_dir)}")
-    return 1 if any("error" in r for r in results["runs"]) else 0
+        return run_benchmark(args)
+    return docs_or_benchmark("validation.py", args, checked_run, write_docs)
 
 
 if __name__ == "__main__":
