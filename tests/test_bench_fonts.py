@@ -97,6 +97,16 @@ def test_fonts_targets_and_sentences_come_from_the_numbers(tmp_path):
     assert "beats every baseline on PSNR" in fonts.sentence(results, "good")
 
 
+def test_the_character_floor_counts_the_answers_the_judge_reads():
+    base = {b: {k: v for k, v in r.items()} for b, r in BASE.items()}
+    row = _row(16.5, 0.75, 0.80, 0.55, 0.0)   # the judge misreads a fifth of the answers themselves
+    assert fonts.targets({**row, "character_kept_readable": 0.97}, base) == ([], [])
+    floor, _ = fonts.targets({**row, "character_kept_readable": 0.90}, base)
+    assert floor == ["character kept (readable answers) 90.0 % < 95 %"]
+    floor, _ = fonts.targets(row, base)   # results without the column: every pair
+    assert floor == ["character kept 80.0 % < 95 %"]
+
+
 def test_fonts_doc_puts_held_out_fonts_first(tmp_path):
     text = fonts.write_docs(_results(tmp_path), tmp_path / "docs").read_text()
     assert text.index("## Held-out fonts") < text.index("## Training fonts")

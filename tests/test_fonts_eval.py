@@ -187,6 +187,22 @@ def test_the_true_render_scores_perfectly_and_a_copy_of_x1_copies_through(splits
         assert list(oracle[split]["rows"]) == ["model 1-shot", "model 8-shot"]
 
 
+def test_character_kept_readable_counts_only_answers_the_judge_reads(splits):
+    train, test = splits
+    judges = perfect_judges(train, test)
+    chars = torch.cat([train.chars, test.chars])
+    misread = torch.cat([torch.zeros_like(train.chars), test.labels == 0]).bool()  # held-out font 0
+    chars[misread] = (chars[misread] + 1) % len(train.charset)
+    judges.character = Nearest(torch.cat([train.images, test.images]), chars)
+    rows = font_swap_scores(Oracle(train, test), train, test, n_pairs=60, judges=judges,
+                            baselines=True)["held-out fonts"]["rows"]
+    truth, oracle = rows["true render"], rows["model 8-shot"]
+    assert 0 < truth["answer_readable"] < 1 and truth["character_kept"] == truth["answer_readable"]
+    assert truth["character_kept_readable"] == oracle["character_kept_readable"] == 1.0
+    lo, hi = rows["copy x1"]["character_kept_readable_ci95"]
+    assert lo <= rows["copy x1"]["character_kept_readable"] <= hi
+
+
 def test_fitted_judges_are_reused_and_deterministic(splits):
     train, test = splits
     judges = fit_font_judges(train, test, seed=0, steps=30, device="cpu")

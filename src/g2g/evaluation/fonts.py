@@ -25,7 +25,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from . import metrics as M
-from .intervals import bootstrap_ci
+from .intervals import bootstrap_ci, bootstrap_ratio_ci
 from .stream import chunk_size
 
 SPLITS = ("training fonts", "held-out fonts")
@@ -33,7 +33,7 @@ K_SHOTS = (1, 8)
 # Adam steps of each judge (batch 32): about 40 s on one CPU thread at 32 px
 JUDGE_STEPS = 2000
 JUDGE_PX = 32  # judges read glyphs at most this many px a side (downsized, antialiased)
-METRICS = ("psnr", "ssim", "l1", "character_kept", "font_transferred", "copy_through")
+METRICS = ("psnr", "ssim", "l1", "character_kept", "character_kept_readable", "font_transferred", "copy_through")
 
 
 @dataclass
@@ -145,14 +145,23 @@ def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: 
     """Per-pair numbers of one kind of mixed image.  # each (n,)"""
     out = M.per_image_metrics(m, true)
     out["character_kept"] = (_read(character, m) == pairs["c1"]).float()
+    out["answer_readable"] = (_read(character, true) == pairs["c1"]).float()
     out["font_transferred"] = (_read(font, m) == pairs["f2"]).float()
     out["copy_through"] = M.copy_through(m, x1, target=true).float()
     return out
 
 
 def _summary(values: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """Mean and 95 % bootstrap interval of each metric; character_kept_readable is character_kept among
+    the pairs whose true render the character judge reads as c1 (a ratio of paired means)."""
+    readable = values["answer_readable"]
+    out: dict[str, Any] = {"answer_readable": readable.mean().item()}
     for name in METRICS:
+        if name == "character_kept_readable":
+            kept = values["character_kept"] * readable
+            out[name] = (kept.sum() / readable.sum().clamp_min(1)).item()
+            out[f"{name}_ci95"] = list(bootstrap_ratio_ci(kept, readable, seed=seed))
+            continue
         v = values[name]
         out[name], out[f"{name}_ci95"] = v.mean().item(), list(bootstrap_ci(v, seed=seed))
     return out

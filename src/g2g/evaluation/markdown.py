@@ -137,17 +137,19 @@ def fonts_lines(section: dict) -> list[str]:
              f"{100 * acc['training fonts']:.1f} % (training fonts), {100 * acc['held-out fonts']:.1f} % (held-out "
              f"fonts) on real glyphs of characters they did not learn from ({section['judges']['pair_chars']}, "
              "the characters of the pairs). m1 is judged against the true render lookup(f2, c1); K-shot: the mean "
-             "class code of x2 and K − 1 other glyphs of f2, never the answer."]
+             "class code of x2 and K − 1 other glyphs of f2, never the answer. Character kept (readable): among the "
+             "pairs whose true render the character judge reads correctly."]
     for split in ("training fonts", "held-out fonts"):
         part = section[split]
         if "skipped" in part:
             lines += ["", f"- {part['skipped']}"]
             continue
         lines += ["", f"### {split} ({part['fonts']} fonts, {part['pairs']} pairs; 95 % CI of PSNR)", "",
-                  "| | swap PSNR (dB) | SSIM | L1 | character kept | font transferred | copy-through |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| | swap PSNR (dB) | SSIM | L1 | character kept | character kept (readable) | font transferred "
+                  "| copy-through |", "|---|---|---|---|---|---|---|---|"]
         for name, r in part["rows"].items():
-            pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "font_transferred", "copy_through"))
+            pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "character_kept_readable",
+                                                                "font_transferred", "copy_through"))
             lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
     return lines
 
