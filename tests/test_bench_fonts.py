@@ -95,6 +95,7 @@ def test_fonts_targets_and_sentences_come_from_the_numbers(tmp_path):
     assert "copies x1 (copy-through 97 %)" in fonts.sentence(results, "copier")
     assert "collapses in 2 of 2 runs (collapse: x; advice)" in fonts.sentence(results, "copier")
     assert "beats every baseline on PSNR" in fonts.sentence(results, "good")
+    assert "the difference on the same pairs, seed by seed: +2.50, +2.50 dB" in fonts.sentence(results, "good")
 
 
 def test_the_character_floor_counts_the_answers_the_judge_reads():
