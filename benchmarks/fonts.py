@@ -296,10 +296,13 @@ def _mean(v: list[float]) -> float:
 
 
 def cell(v: list[float], scale: float, decimals: int) -> str:
-    """`mean ± half-width of the 95 % Student-t interval over seeds`; `–` without values."""
+    """`mean ± half-width of the 95 % Student-t interval over seeds`; with two seeds, whose interval says
+    little (t = 12.7), `mean (seed values)`; `–` without values."""
     from quality_doc import interval
     if not v:
         return "–"
+    if len(v) == 2:
+        return f"{scale * _mean(v):.{decimals}f} ({scale * v[0]:.{decimals}f}, {scale * v[1]:.{decimals}f})"
     mean, half = interval(v)
     return f"{scale * mean:.{decimals}f}" + ("" if half is None else f" ± {scale * half:.{decimals}f}")
 

@@ -91,7 +91,8 @@ def test_fonts_targets_and_sentences_come_from_the_numbers(tmp_path):
     floor, goal = checks["copier"]
     assert any("copy-through 97.0 % > 5 %" in f for f in floor) and any("PSNR 12.00 ≤" in f for f in floor)
     assert any(g.startswith("font transferred 2.") and g.endswith("% < 50 %") for g in goal)
-    assert "| good 8-shot | 16.50 ± 0.01 |" in table and "| retrieval 8-shot | 14.00 ± 0.00 |" in table
+    assert "| good 8-shot | 16.50 (16.50, 16.50) |" in table and "| retrieval 8-shot | 14.00 (14.00, 14.00) |" in table
+    assert fonts.cell([1.0, 2.0, 3.0], 1, 1) == "2.0 ± 2.5" and fonts.cell([1.0, 2.0], 100, 0) == "150 (100, 200)"
     assert "copies x1 (copy-through 97 %)" in fonts.sentence(results, "copier")
     assert "collapses in 2 of 2 runs (collapse: x; advice)" in fonts.sentence(results, "copier")
     assert "beats every baseline on PSNR" in fonts.sentence(results, "good")
