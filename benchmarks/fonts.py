@@ -317,13 +317,15 @@ def split_rows(results: dict, split: str) -> dict[str, dict[str, list[float]]]:
                 if r["method"] == method and "error" not in r and found is not None:
                     for key, *_ in COLUMNS:  # results from before a column existed leave it empty
                         got = rows.setdefault(f"{method} {k}-shot", {}).setdefault(key, [])
-                        got.extend([found[key]] if key in found else [])
+                        if key in found:
+                            got.append(found[key])
     for seed in results["seeds"]:
         base = results["judges"][str(seed)]["scores"][split].get("rows", {})
-        for b in (*BASELINES, REFERENCE):
+        for b in (b for b in (*BASELINES, REFERENCE) if b in base):
             for key, *_ in COLUMNS:
-                if b in base:
-                    rows.setdefault(b, {}).setdefault(key, []).extend([base[b][key]] if key in base[b] else [])
+                got = rows.setdefault(b, {}).setdefault(key, [])
+                if key in base[b]:
+                    got.append(base[b][key])
     return rows
 
 

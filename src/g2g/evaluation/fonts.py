@@ -33,7 +33,7 @@ K_SHOTS = (1, 8)
 # Adam steps of each judge (batch 32): about 40 s on one CPU thread at 32 px
 JUDGE_STEPS = 2000
 JUDGE_PX = 32  # judges read glyphs at most this many px a side (downsized, antialiased)
-METRICS = ("psnr", "ssim", "l1", "character_kept", "character_kept_readable", "font_transferred", "copy_through")
+PER_PAIR = ("psnr", "ssim", "l1", "character_kept", "font_transferred", "copy_through")
 
 
 @dataclass
@@ -145,25 +145,22 @@ def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: 
     """Per-pair numbers of one kind of mixed image.  # each (n,)"""
     out = M.per_image_metrics(m, true)
     out["character_kept"] = (_read(character, m) == pairs["c1"]).float()
-    out["answer_readable"] = (_read(character, true) == pairs["c1"]).float()
     out["font_transferred"] = (_read(font, m) == pairs["f2"]).float()
     out["copy_through"] = M.copy_through(m, x1, target=true).float()
     return out
 
 
-def _summary(values: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
-    """Mean and 95 % bootstrap interval of each metric; character_kept_readable is character_kept among
-    the pairs whose true render the character judge reads as c1 (a ratio of paired means)."""
-    readable = values["answer_readable"]
+def _summary(values: dict[str, torch.Tensor], readable: torch.Tensor, seed: int) -> dict[str, Any]:
+    """Mean and 95 % bootstrap interval of each per-pair metric, and character_kept_readable: character_kept
+    among the pairs whose true render the character judge reads as c1 (`readable`, (n,) 0/1; a ratio of
+    paired means)."""
     out: dict[str, Any] = {"answer_readable": readable.mean().item()}
-    for name in METRICS:
-        if name == "character_kept_readable":
-            kept = values["character_kept"] * readable
-            out[name] = (kept.sum() / readable.sum().clamp_min(1)).item()
-            out[f"{name}_ci95"] = list(bootstrap_ratio_ci(kept, readable, seed=seed))
-            continue
+    for name in PER_PAIR:
         v = values[name]
         out[name], out[f"{name}_ci95"] = v.mean().item(), list(bootstrap_ci(v, seed=seed))
+    kept = values["character_kept"] * readable
+    out["character_kept_readable"] = (kept.sum() / readable.sum().clamp_min(1)).item()
+    out["character_kept_readable_ci95"] = list(bootstrap_ratio_ci(kept, readable, seed=seed))
     return out
 
 
@@ -175,16 +172,20 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
     tables = _baseline_tables(train_ds, ds) if baselines else None
     chunk = chunk_size(int(ds.images.shape[-1]))
     per_pair: dict[str, dict[str, list]] = {}
+    readable = []  # the character judge reads the true render as c1: read once, shared by every row
     for a in range(0, n_pairs, chunk):
         p = {key: v[a:a + chunk] for key, v in pairs.items()}
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
+        readable.append((_read(judges.character, true) == p["c1"]).float())
         mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots)
         if tables is not None:  # with the true renders themselves: what the judges read of real glyphs
             mixed.update({**_baselines(train_ds, p, tables, k_shots, x1, same), "true render": true})
         for row, m in mixed.items():
             for key, v in _scores(m, x1, true, p, judges.character, judges.fonts[split]).items():
                 per_pair.setdefault(row, {}).setdefault(key, []).append(v)
-    rows = {row: _summary({k: torch.cat(v) for k, v in values.items()}, seed) for row, values in per_pair.items()}
+    answers = torch.cat(readable)
+    rows = {row: _summary({k: torch.cat(v) for k, v in values.items()}, answers, seed)
+            for row, values in per_pair.items()}
     return {"pairs": n_pairs, "fonts": ds.num_classes, "rows": rows}
 
 
