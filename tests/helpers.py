@@ -46,7 +46,7 @@ def fit_tiny(root, max_steps: int, ckpt_path=None, save_to=None, steps_per_epoch
     from g2g.data.datamodule import G2GDataModule
     from g2g.training import SafeCheckpointIO
 
-    module = make_module(generator=generator_config(**TINY), **{**MODULE_KWARGS, **overrides})
+    module = make_module(**{"generator": generator_config(**TINY), **MODULE_KWARGS, **overrides})
     data = G2GDataModule(dataset="shapes", image_size=16, batch_size=4, steps_per_epoch=steps_per_epoch,
                          panel_size=2)
     trainer = L.Trainer(max_steps=max_steps, logger=False, enable_checkpointing=False,

@@ -60,3 +60,88 @@ def test_general_preset_is_the_g2g_arch_with_the_bottleneck_and_the_cycle():
     weights = LossWeights(**loss)
     assert weights.lambda_long > 0 and weights.content_augment > 0 and weights.content_noise > 0
     assert "sprite" not in str(config)
+
+
+# --- the class-centred content code ---------------------------------------------------------------------
+
+def _centred(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(generator_config(**{**TINY, "content_norm": True, "content_centre": True}))
+
+
+def test_centred_code_is_the_code_minus_the_mean_code_of_the_class_references():
+    gen = _centred().eval()
+    x, refs = torch.rand(3, 3, 16, 16) * 2 - 1, torch.rand(3, 4, 3, 16, 16) * 2 - 1
+    raw = gen.content_encoder(x)
+    centre = gen.content_encoder(refs.flatten(0, 1)).unflatten(0, (3, 4)).mean(1)
+    torch.testing.assert_close(gen.content_centre(refs), centre)
+    torch.testing.assert_close(gen.encode_content(x, centre=centre), raw - centre)
+    torch.testing.assert_close(gen.encode_content(x), raw - gen.content_mean)   # alone: the running mean
+    assert not Generator(generator_config(**TINY)).centred
+
+
+def test_running_mean_centre_moves_in_training_only():
+    gen = _centred()
+    refs = torch.rand(2, 3, 3, 16, 16) * 2 - 1
+    gen.eval().content_centre(refs)
+    assert torch.count_nonzero(gen.content_mean) == 0
+    centre = gen.train().content_centre(refs)
+    torch.testing.assert_close(gen.content_mean, 0.01 * centre.mean(0))
+
+
+def test_g2g_pass_centres_each_code_on_its_class_and_the_mixed_ones_on_the_class_they_show():
+    gen = _centred().eval()
+    x1, x2 = torch.rand(2, 2, 3, 16, 16) * 2 - 1
+    r1, r2 = torch.rand(2, 2, 3, 3, 16, 16) * 2 - 1
+    res = g2g_forward(gen, x1, x2, r1, r2)
+    c1, c2 = gen.content_centre(r1), gen.content_centre(r2)
+    torch.testing.assert_close(res.a1, gen.content_encoder(x1) - c1)
+    torch.testing.assert_close(res.a2, gen.content_encoder(x2) - c2)
+    torch.testing.assert_close(res.a_m1, gen.content_encoder(res.m1) - c2)   # m1 shows x2's class
+    # centre images apart from the class references: the class codes come from the images themselves
+    own = g2g_forward(gen, x1, x2, centre_in1=r1, centre_in2=r2, long=False)
+    torch.testing.assert_close(own.a1, res.a1)
+    torch.testing.assert_close(own.b1, gen.encode_class(x1))
+
+
+def test_inference_encode_centres_on_given_references_and_exports_the_running_mean(tmp_path):
+    from g2g.inference import G2GModel, export_generator, load
+
+    gen = _centred().train()
+    gen.content_centre(torch.rand(4, 2, 3, 16, 16) * 2 - 1)                 # a training batch moves the mean
+    model = load(export_generator(gen.eval(), tmp_path / "centred.safetensors"))
+    assert model.generator.centred
+    torch.testing.assert_close(model.generator.content_mean, gen.content_mean)
+    x, refs = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 3, 16, 16) * 2 - 1
+    with_refs, alone = model.encode(x, refs)[0], model.encode(x)[0]
+    torch.testing.assert_close(with_refs, gen.content_encoder(x) - gen.content_centre(refs))
+    torch.testing.assert_close(alone, gen.content_encoder(x) - gen.content_mean)
+    plain = G2GModel(Generator(generator_config(**TINY)))
+    torch.testing.assert_close(plain.encode(x, refs)[0], plain.encode(x)[0])  # refs only matter when centred
+
+
+def test_centred_training_refuses_unsupervised_pairs(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match="content_centre .* data.supervised: true"):
+        _fit_unsupervised_centred(tmp_path)
+
+
+def _fit_unsupervised_centred(root):
+    import lightning as L
+
+    from g2g.data.datamodule import G2GDataModule
+    from helpers import MODULE_KWARGS, make_module
+    module = make_module(generator=generator_config(**{**TINY, "content_centre": True}), **MODULE_KWARGS)
+    data = G2GDataModule(dataset="shapes", image_size=16, batch_size=4, steps_per_epoch=2, panel_size=2,
+                         supervised=False)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
+                        num_sanity_val_steps=0, default_root_dir=str(root))
+    trainer.fit(module, data)
+
+
+def test_centred_training_runs_and_moves_the_running_mean(tmp_path):
+    from helpers import fit_tiny
+    module, _ = fit_tiny(tmp_path, 3, generator=generator_config(**{**TINY, "content_centre": True}))
+    assert module.generator.centred and torch.count_nonzero(module.generator.content_mean) > 0
+    torch.testing.assert_close(module.generator_ema.content_mean, module.generator.content_mean)

@@ -104,11 +104,16 @@ class G2GModel:
         return next(self.generator.parameters()).device
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) → (content codes (B, C, h, w), class codes (B, D))."""
+    def encode(self, x: torch.Tensor, refs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) → (content codes (B, C, h, w), class codes (B, D)). refs (B, K, 3, H, W): other
+        images of each image's class, on which a centred model (`config.content_centre`) centres the
+        content code; without them it uses the mean centre of its training data. Other models ignore refs."""
         x = x.to(self.device)
         class_code = self.generator.encode_class(x)
-        return self.generator.encode_content(x, class_code), class_code
+        if refs is None or not getattr(self.generator, "centred", False):
+            return self.generator.encode_content(x, class_code), class_code
+        centre = self.generator.content_centre(refs.to(self.device))
+        return self.generator.encode_content(x, class_code, centre), class_code
 
     @torch.no_grad()
     def encode_class(self, x: torch.Tensor) -> torch.Tensor:

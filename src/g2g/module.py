@@ -169,6 +169,10 @@ class G2GModule(G2GObjective, L.LightningModule):
         self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
     def on_fit_start(self) -> None:
+        pairs = getattr(getattr(self._trainer, "datamodule", None), "train_pairs", None)
+        if self.generator.centred and pairs is not None and not pairs().supervised:
+            raise ValueError("model.generator.content_centre centres each content code on other images of its "
+                             "class: it needs labelled data and data.supervised: true (or set it to false)")
         if self.hparams["channels_last"]:
             self.to(memory_format=torch.channels_last)
 

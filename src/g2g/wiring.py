@@ -64,11 +64,32 @@ def _augmented(x: torch.Tensor, strength: float, generator: torch.Generator | No
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
+def _centres(gen: Generator, class_in1: torch.Tensor | None, class_in2: torch.Tensor | None,
+             content_augment: float, generator: torch.Generator | None) -> torch.Tensor | None:
+    """The content centres of x1's and x2's classes (2B, *content_shape) from their class references,
+    distorted like the images (`_augmented`), for a centred generator given both references; else None."""
+    if not getattr(gen, "centred", False) or class_in1 is None or class_in2 is None:
+        return None
+    refs = [r if r.dim() == 5 else r[:, None] for r in (class_in1, class_in2)]
+    refs = [torch.cat(refs)] if refs[0].shape == refs[1].shape else refs
+    return torch.cat([gen.content_centre(_augmented(r.flatten(0, 1), content_augment, generator).view_as(r))
+                      for r in refs])
+
+
+def _content(gen: Generator, x: torch.Tensor, class_code: torch.Tensor | None,
+             centre: torch.Tensor | None) -> torch.Tensor:
+    """gen.encode_content, given a centre only where there is one."""
+    if centre is None:
+        return gen.encode_content(x, class_code)
+    return gen.encode_content(x, class_code, centre)
+
+
 def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
                 class_in1: torch.Tensor | None = None, class_in2: torch.Tensor | None = None,
                 content_noise: float = 0.0, generator: torch.Generator | None = None,
                 long: bool = True, short: bool = True, rerender: bool = False,
-                content_augment: float = 0.0) -> G2GResult:
+                content_augment: float = 0.0, centre_in1: torch.Tensor | None = None,
+                centre_in2: torch.Tensor | None = None) -> G2GResult:
     """Run the G2G pass on pairs x1, x2 (B, 3, H, W).
 
     class_in1/class_in2: what the class codes are computed from — by default the images themselves (the
@@ -76,19 +97,24 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
     `short=False` skips the short reconstructions (a training objective without them need not draw them);
     `content_augment` > 0 distorts the content encoder's view of x1, x2 (`_augmented`; training only);
+    a centred generator (`content_centre`) centres each content code on its class references (on the
+    running mean centre without references; a(m1) on x2's class): centre_in1/centre_in2 (B, K, 3, H, W), other
+    images of x1's and x2's classes, default class_in1/class_in2;
     `rerender=True` also redraws each mixed image from the content code read back from it and its own class
     code (q1 = G(a(m1), b2), q2 = G(a(m2), b1)), in the long reconstructions' decoder call.
     Decodes that can share a call are batched: mixed and short reconstructions are one decoder call,
     the reassembly encodes and the long reconstructions one call each."""
     b = x1.shape[0]
     x = torch.cat([x1, x2])
+    centre = _centres(gen, class_in1 if centre_in1 is None else centre_in1,
+                      class_in2 if centre_in2 is None else centre_in2, content_augment, generator)
     if class_in1 is None and class_in2 is None:
         codes = gen.encode_class(x)                                              # (2B, D)
-        a = gen.encode_content(_augmented(x, content_augment, generator), codes)  # (2B, C, h, w)
+        a = _content(gen, _augmented(x, content_augment, generator), codes, centre)  # (2B, C, h, w)
     else:  # a sprite pose fit (eval mode) uses the image's own class code, not its references'
         codes = gen.encode_class(torch.cat([x1 if class_in1 is None else class_in1,
                                             x2 if class_in2 is None else class_in2]))
-        a = gen.encode_content(_augmented(x, content_augment, generator))
+        a = _content(gen, _augmented(x, content_augment, generator), None, centre)
     a1, a2 = a.split(b)
     b1, b2 = codes.split(b)
     an = _noisy(a, content_noise, generator)
@@ -101,7 +127,7 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
         return result
     mixed = torch.cat([m1, m2])
     b_m = gen.encode_class(mixed)
-    a_m = gen.encode_content(mixed, b_m)
+    a_m = _content(gen, mixed, b_m, None if centre is None else centre.roll(b, dims=0))  # m1: x2's class
     result.a_m1, result.a_m2 = a_m.split(b)
     result.b_m1, result.b_m2 = b_m.split(b)
     # r1 = G(a(m1), b(m2)), r2 = G(a(m2), b(m1)): swap the class halves back; with rerender the same call

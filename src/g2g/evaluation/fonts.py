@@ -133,10 +133,19 @@ def _baselines(train_ds, pairs: dict, tables, k_shots, x1, same: bool) -> dict[s
     return out
 
 
+def _content(model, x: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+    """Content codes of x, centred on `own` (other glyphs of each one's font) where the model is centred."""
+    if own is not None and getattr(getattr(model, "generator", None), "centred", False):
+        return model.encode(x, own)[0]
+    return model.encode(x)[0]
+
+
 @torch.no_grad()
-def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots) -> dict[str, torch.Tensor]:
-    """m1 with the mean class code of the first K of refs (n, K, 3, H, W), each reference encoded once."""
-    content = model.encode(x1)[0]
+def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """m1 with the mean class code of the first K of refs (n, K, 3, H, W), each reference encoded once;
+    own (n, K', 3, H, W): other glyphs of x1's font, on which a centred model centres x1's content code."""
+    content = _content(model, x1, own)
     codes = model.encode_class(refs.flatten(0, 1)).unflatten(0, refs.shape[:2])  # (n, K, D)
     return {f"model {k}-shot": model.decode(content, codes[:, :k].mean(1)).cpu().float() for k in k_shots}
 
@@ -177,7 +186,8 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
         p = {key: v[a:a + chunk] for key, v in pairs.items()}
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
         readable.append((_read(judges.character, true) == p["c1"]).float())
-        mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots)
+        mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots,
+                                                      ds.lookup(p["f1"][:, None], p["refs"]))
         if tables is not None:  # with the true renders themselves: what the judges read of real glyphs
             mixed.update({**_baselines(train_ds, p, tables, k_shots, x1, same), "true render": true})
         for row, m in mixed.items():
@@ -234,7 +244,8 @@ def swap_panel(model, ds, n: int = 8, seed: int = 0) -> torch.Tensor:
     render. # (3, H, W) uint8"""
     p = font_pairs(ds.num_classes, len(ds.charset), n, seed)
     x1, refs = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"][:, None], p["refs"])
-    m1 = _model_swaps(model, x1, refs, (refs.shape[1],))[f"model {refs.shape[1]}-shot"]
+    own = ds.lookup(p["f1"][:, None], p["refs"])  # x1's font, the same characters: never c1
+    m1 = _model_swaps(model, x1, refs, (refs.shape[1],), own)[f"model {refs.shape[1]}-shot"]
     rows = torch.cat([x1, refs[:, 0], m1.clamp(-1, 1), ds.lookup(p["f2"], p["c1"])])
     return _as_uint8(make_grid(rows, nrow=n, pad_value=-1))
 
@@ -243,7 +254,8 @@ def font_char_grid(model, ds, fonts, chars: str, seed: int = 0, content_ds=None)
     """Each font of `fonts` (indices into ds's fonts) given by one glyph (a seeded character not in
     `chars`, first column) draws each of `chars` from one content image of that character, the same for
     every row (a seeded font of content_ds, e.g. the training fonts; default: a font of ds not in
-    `fonts`). The first row shows the content images.  # (3, H, W) uint8"""
+    `fonts`). The first row shows the content images; a centred model centres each on 8 other glyphs of
+    its font.  # (3, H, W) uint8"""
     fonts, g = torch.as_tensor(fonts), torch.Generator().manual_seed(seed)
     wanted = torch.tensor([ds.charset.index(ch) for ch in chars])
     source = ds if content_ds is None else content_ds
@@ -252,11 +264,13 @@ def font_char_grid(model, ds, fonts, chars: str, seed: int = 0, content_ds=None)
         candidates = candidates[~torch.isin(candidates, fonts)]
     if not len(candidates):
         raise ValueError("no font left to take the content images from: give content_ds or fewer fonts")
-    contents = source.lookup(candidates[torch.randint(len(candidates), (len(wanted),), generator=g)], wanted)
+    sources = candidates[torch.randint(len(candidates), (len(wanted),), generator=g)]
+    contents = source.lookup(sources, wanted)
     others = torch.tensor([c for c in range(len(ds.charset)) if c not in wanted.tolist()] or range(len(ds.charset)))
     given = ds.lookup(fonts, others[torch.randint(len(others), (len(fonts),), generator=g)])  # (R, 3, H, W)
+    own = others[torch.randperm(len(others), generator=g)[:max(K_SHOTS)]]  # other glyphs of each content's font
     with torch.no_grad():
-        content = model.encode(contents)[0]
+        content = _content(model, contents, source.lookup(sources[:, None], own[None]))
         codes = model.encode_class(given)
         drawn = model.decode(content.repeat(len(fonts), *[1] * (content.dim() - 1)),
                              codes.repeat_interleave(len(wanted), 0)).cpu().float().clamp(-1, 1)

@@ -73,12 +73,18 @@ def _named(prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 @torch.no_grad()
-def _sample_pass(model: G2GModel, ds, sample: torch.Tensor, judges: Judges, s: EvalSettings, chunk: int):
-    """Codes (content pooled for the probes) and short reconstructions of the sample; the mean codes."""
+def _sample_pass(model: G2GModel, ds, sample: torch.Tensor, own: torch.Tensor | None, judges: Judges,
+                 s: EvalSettings, chunk: int):
+    """Codes (content pooled for the probes) and short reconstructions of the sample; the mean codes.
+    own (n, K) other images of each sample image's class: a centred model's content centres (else None)."""
     rec, content_sum = Records(), None
-    chunks = list(sample.split(chunk))
-    for x in read_chunks(ds, chunks, s.workers):
-        content, class_code = (t.cpu() for t in model.encode(x))
+    starts = list(range(0, len(sample), chunk))
+    chunks = [sample[a:a + chunk] if own is None else torch.cat([sample[a:a + chunk], own[a:a + chunk].flatten()])
+              for a in starts]
+    for a, images in zip(starts, read_chunks(ds, chunks, s.workers)):
+        b = min(chunk, len(sample) - a)
+        x, refs = images[:b], None if own is None else images[b:].unflatten(0, (b, own.shape[1]))
+        content, class_code = (t.cpu() for t in model.encode(x, refs))
         x_hat = model.decode(content, class_code).cpu()
         rec.add(content=pooled(content), class_code=class_code, **_named("short", _scores(x_hat, x, judges.lpips)),
                 flat=M.per_image_psnr(M.flat_image_baseline(x), x))
@@ -101,9 +107,12 @@ def _few_shot(model, x1, a1, b2, b_refs, m1, x1_hat, t, y2, judges, s, rec: Reco
 
 
 @torch.no_grad()
-def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Records) -> None:
-    """Every per-pair number of one chunk of pairs; xo (n, K − 1, 3, H, W) other images of x2's class."""
-    res = g2g_forward(model.generator, x1.to(model.device), x2.to(model.device))
+def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Records, x_own=None) -> None:
+    """Every per-pair number of one chunk of pairs; xo (n, K − 1, 3, H, W) other images of x2's class;
+    x_own likewise of x1's class, for a centred model's content centres (else None)."""
+    device = model.device
+    res = g2g_forward(model.generator, x1.to(device), x2.to(device),
+                      centre_in1=None if x_own is None else x_own.to(device), centre_in2=xo.to(device))
     # the codes of x1 and x2 (as model.encode gives them) and all that the full pass (long=True) draws
     parts = (res.m1, res.r1, res.x1_hat, res.a_m1, res.b_m1, res.a1, res.b1, res.a2, res.b2)
     m1, r1, x1_hat, a_m1, b_m1, a1, b1, a2, b2 = (v.cpu() for v in parts if v is not None)
@@ -130,17 +139,21 @@ def _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, fake: int, rec: Re
         rec.add(fake_features=X.features_of(judges.inception, m1[:fake]))
 
 
-def _pair_pass(model, ds, i, j, others, judges, s, centres, render, chunk: int, n_fake: int) -> Records:
+def _pair_pass(model, ds, i, j, others, own, judges, s, centres, render, chunk: int, n_fake: int) -> Records:
+    """others (n, K − 1): other images of x2's class; own (n, K') of x1's class for a centred model, else None."""
     rec, n, k = Records(), len(i), others.shape[1]
     factors = getattr(ds, "factors", None)
     starts = list(range(0, n, chunk))
-    chunks = [torch.cat([i[a:a + chunk], j[a:a + chunk], others[a:a + chunk].flatten()]) for a in starts]
+    extra = [torch.empty(0, dtype=i.dtype) if own is None else own[a:a + chunk].flatten() for a in starts]
+    chunks = [torch.cat([i[a:a + chunk], j[a:a + chunk], others[a:a + chunk].flatten(), e])
+              for a, e in zip(starts, extra)]
     for a, images in zip(starts, read_chunks(ds, chunks, s.workers)):
         b = min(chunk, n - a)
-        x1, x2, xo = images[:b], images[b:2 * b], images[2 * b:].unflatten(0, (b, k))
+        x1, x2, xo = images[:b], images[b:2 * b], images[2 * b:2 * b + b * k].unflatten(0, (b, k))
+        x_own = None if own is None else images[2 * b + b * k:].unflatten(0, (b, own.shape[1]))
         y2 = ds.labels[j[a:a + b]]
         t = None if render is None or factors is None else render(y2, factors[i[a:a + b]], images.shape[-1])
-        _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, max(0, min(b, n_fake - a)), rec)
+        _pair_chunk(model, x1, x2, xo, t, y2, judges, s, centres, max(0, min(b, n_fake - a)), rec, x_own)
     return rec
 
 
@@ -202,9 +215,13 @@ def evaluate_split(model: G2GModel, ds, judges: Judges, s: EvalSettings = EvalSe
     i, j = make_pairs(labels, s.n_pairs, s.seed)
     others = same_class_others(labels, j, max(max(s.k_shots), 2) - 1, s.seed)  # (n, K − 1) of x2's class
     sample = sample_indices(len(labels), s.n_probe, s.seed)
-    codes, content_centre, class_centre = _sample_pass(model, ds, sample, judges, s, chunk)
+    # a centred model centres each content code on other images of its class (as many as x2's others)
+    centred = getattr(model.generator, "centred", False)
+    own_sample = same_class_others(labels, sample, others.shape[1], s.seed + 7) if centred else None
+    own = same_class_others(labels, i, others.shape[1], s.seed + 11) if centred else None
+    codes, content_centre, class_centre = _sample_pass(model, ds, sample, own_sample, judges, s, chunk)
     n_fake = min(s.realism_images, len(i), len(labels) // 2) if judges.inception is not None else 0
-    rec = _pair_pass(model, ds, i, j, others, judges, s, (content_centre, class_centre), render, chunk, n_fake)
+    rec = _pair_pass(model, ds, i, j, others, own, judges, s, (content_centre, class_centre), render, chunk, n_fake)
     res: dict[str, Any] = {"n_images": len(labels), "n_pairs": len(i),
                            "sample": {"pairs": len(i), "images": len(sample), "chunk_pairs": chunk,
                                       "realism_per_side": n_fake}}

@@ -39,6 +39,7 @@ class G2GArch(ArchConfig):
     max_channels: int = 256       # channel cap in all three networks
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
     content_norm: bool = False    # instance-normalise the content code (per channel and image)
+    content_centre: bool = False  # subtract the mean content code of other images of the image's class
 
     def validate(self) -> None:
         _check_choice("class_pool", self.class_pool, CLASS_POOLS)

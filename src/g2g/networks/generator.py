@@ -20,6 +20,8 @@ __all__ = ["ARCHS", "ArchConfig", "Generator", "config_from_dict", "generator_co
 class Generator(nn.Module):
     """E_A, E_B and G with the three primitive operations; the G2G wiring composes them."""
 
+    content_mean: torch.Tensor  # (a buffer of centred architectures only)
+
     def __init__(self, config: ArchConfig | None = None, class_encoder: nn.Module | None = None):
         """config: the architecture (default: the small 32 px `g2g` one). class_encoder: the network for
         class_encoder 'vggface2' (the loaded identity network), instead of a randomly initialised one to
@@ -35,14 +37,37 @@ class Generator(nn.Module):
         self.decoder = decoder
         if learned_encoder is None:  # frozen, always in eval mode, with the published weights (given, or loaded later)
             self.class_encoder = IdentityNet() if class_encoder is None else class_encoder
+        self.centred = bool(getattr(config, "content_centre", False))
+        if self.centred:  # the running mean of the class centres: the centre of an image given alone
+            self.register_buffer("content_mean", torch.zeros(config.content_shape))
 
-    def encode_content(self, x: torch.Tensor, class_code: torch.Tensor | None = None) -> torch.Tensor:
+    def content_centre(self, refs: torch.Tensor) -> torch.Tensor:
+        """Images of one class each, (B, K, 3, H, W) (or (B, 3, H, W): K = 1) → the mean content code of
+        each image's K references before centring, (B, *content_shape): the part of the code that the
+        class's images share. In train mode it also moves `content_mean` (rate 0.01) towards the batch's
+        mean centre."""
+        refs = refs if refs.dim() == 5 else refs[:, None]
+        b, k = refs.shape[:2]
+        centre = self.content_encoder(refs.flatten(0, 1)).unflatten(0, (b, k)).mean(1)
+        if self.training:
+            with torch.no_grad():
+                self.content_mean.lerp_(centre.mean(0).to(self.content_mean.dtype), 0.01)
+        return centre
+
+    def encode_content(self, x: torch.Tensor, class_code: torch.Tensor | None = None,
+                       centre: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W) → content code of `config.content_shape` per image.
+
+        A centred architecture (`content_centre`) subtracts the centre of each image's class, `centre`
+        ((B, *content_shape), from `content_centre` of other images of the class); without it, the running
+        mean of the centres seen in training, `content_mean`.
 
         Arch sprite with n_fit > 0, in eval mode: the encoder's pose is refined by fitting the template of
         the image's own class code (`class_code`, (B, D), computed from x when not given) to the image;
         the refinement carries no gradient. Training (train mode) uses the encoder's pose alone."""
         content = self.content_encoder(x)
+        if self.centred:
+            content = content - (self.content_mean if centre is None else centre)
         steps = self.config.pose_fit_steps
         if steps and not self.training:
             code = self.encode_class(x) if class_code is None else class_code
