@@ -145,3 +145,61 @@ def test_centred_training_runs_and_moves_the_running_mean(tmp_path):
     module, _ = fit_tiny(tmp_path, 3, generator=generator_config(**{**TINY, "content_centre": True}))
     assert module.generator.centred and torch.count_nonzero(module.generator.content_mean) > 0
     torch.testing.assert_close(module.generator_ema.content_mean, module.generator.content_mean)
+
+
+class _ClassValued(torch.utils.data.Dataset):
+    """Images whose value tells their class (−0.8 + 0.4·label, plus a tiny per-image offset)."""
+
+    def __init__(self, n: int = 60, classes: int = 5):
+        self.labels = torch.arange(n) % classes
+        self.num_classes = classes
+        value = -0.8 + 0.4 * self.labels.float() + 1e-4 * torch.arange(n)
+        self.images = value.view(n, 1, 1, 1).expand(n, 3, 16, 16).clone()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+def _class_of(x: torch.Tensor) -> torch.Tensor:
+    return ((x.flatten(-3).mean(-1) + 0.8) / 0.4).round().long()
+
+
+def test_eval_centres_a_centred_model_on_other_images_of_each_image_class(monkeypatch):
+    from g2g.evaluation import split
+    from g2g.inference import G2GModel
+
+    model, seen = G2GModel(_centred()), {"pairs": 0, "sample": 0}
+    forward, encode = split.g2g_forward, model.encode
+
+    def spy_forward(gen, x1, x2, *args, centre_in1=None, centre_in2=None, **kwargs):
+        assert (_class_of(centre_in1) == _class_of(x1)[:, None]).all()
+        assert (_class_of(centre_in2) == _class_of(x2)[:, None]).all()
+        seen["pairs"] += len(x1)
+        return forward(gen, x1, x2, *args, centre_in1=centre_in1, centre_in2=centre_in2, **kwargs)
+
+    def spy_encode(x, refs=None):
+        assert refs is not None and (_class_of(refs) == _class_of(x)[:, None]).all()
+        seen["sample"] += len(x)
+        return encode(x, refs)
+
+    monkeypatch.setattr(split, "g2g_forward", spy_forward)
+    monkeypatch.setattr(model, "encode", spy_encode)
+    s = split.EvalSettings(n_pairs=20, n_probe=30, k_shots=(1, 3), mlp_probes=False, dci_repeats=1, workers=0)
+    report = split.evaluate_split(model, _ClassValued(), split.Judges(), s)
+    assert seen == {"pairs": 20, "sample": 30} and report["n_pairs"] == 20
+
+
+def test_fonts_eval_centres_x1_on_other_glyphs_of_its_font():
+    from g2g.evaluation.fonts import _model_swaps
+    from g2g.inference import G2GModel
+
+    model = G2GModel(_centred())
+    x1, refs, own = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 4, 3, 16, 16), torch.rand(2, 4, 3, 16, 16)
+    centred = _model_swaps(model, x1, refs, (4,), own)["model 4-shot"]
+    code = model.generator.content_encoder(x1) - model.generator.content_centre(own)
+    torch.testing.assert_close(centred, model.decode(code, model.encode_class(refs)))
+    alone = _model_swaps(model, x1, refs, (4,))["model 4-shot"]                # no glyphs: the running mean
+    assert not torch.allclose(centred, alone)
