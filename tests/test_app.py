@@ -15,10 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
 from g2g.app import make_server
+from g2g.app.api import App
 from g2g.cli import build_parser
-from g2g.inference import load
-from helpers import decode, quantised, read, tiny_model_file
+from g2g.inference import G2GModel, load
+from g2g.networks.generator import Generator, generator_config
+from helpers import TINY, decode, quantised, read, tiny_model_file
 
 
 
@@ -97,6 +101,34 @@ def test_k_references_give_m1_the_mean_class_code(served, tmp_path):
     assert out["k"] == 3
     assert np.array_equal(decode(out["m1_k"]), quantised(m1_k))
     assert np.array_equal(decode(out["m1"]), quantised(model.swap(x[:1], x[1:2]).m1))
+
+
+def test_image_1_files_give_m2_the_mean_class_code(served, tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i) for i in range(5)]
+    payload = {"x1": [upload(p) for p in paths[:3]], "x2": [upload(p) for p in paths[3:]]}
+    status, out = post(served.url, "/api/swap", payload)
+    assert status == 200, out
+    x, model = read(paths, served.model), served.model
+    m2_k = model.decode(model.encode(x[3:4])[0], model.encode_class(x[None, :3]))
+    m1_k = model.decode(model.encode(x[:1])[0], model.encode_class(x[None, 3:]))
+    assert out["k1"] == 3 and out["k"] == 2
+    assert np.array_equal(decode(out["m2_k"]), quantised(m2_k))
+    assert np.array_equal(decode(out["m1_k"]), quantised(m1_k))
+    assert np.array_equal(decode(out["m2"]), quantised(model.swap(x[:1], x[3:4]).m2))
+
+
+def test_centred_model_centres_each_swapped_image_on_the_other_files_of_its_image():
+    gen = Generator(generator_config(**{**TINY, "content_norm": True, "content_centre": True})).eval()
+    gen.content_mean.normal_()                        # a training mean unlike any centre of these images
+    model = G2GModel(gen)
+    app = App(model, "centred")
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    mixed = app._mixed(x[:3], x[3:])                  # content of x[0] with its own class shown by x[1:3]
+    centred = model.decode(model.encode(x[:1], x[None, 1:3])[0], model.encode_class(x[None, 3:]))
+    alone = model.decode(model.encode(x[:1])[0], model.encode_class(x[None, 3:]))
+    torch.testing.assert_close(mixed, centred)
+    assert not torch.allclose(mixed, alone)                # one file: the training mean instead
+    torch.testing.assert_close(app._mixed(x[:1], x[3:]), alone)
 
 
 def test_grid_and_interpolation_equal_the_model(served, tmp_path):

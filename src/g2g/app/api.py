@@ -11,10 +11,15 @@ from ..inference import G2GModel
 from .images import png_data_url, read_upload, read_uploads
 
 DATASETS = ("shapes", "digits")  # the built-in data the page can draw images from
-MAX_REFERENCES = 16   # image-2 files: K class references
+MAX_REFERENCES = 16   # files of image 1 or image 2: K images of its class
 MAX_GRID = 8          # images of a class × content grid
 MAX_STEPS = 16        # images of an interpolation strip
 MAX_RANDOM = 8        # images drawn at once
+
+
+def _listed(upload: Any) -> Any:
+    """One upload (a dict) as a list of one; anything else as it is, for `read_uploads` to check."""
+    return [upload] if isinstance(upload, dict) else upload
 
 
 def _int(request: dict, key: str, default: int, low: int, high: int) -> int:
@@ -44,18 +49,28 @@ class App:
         return read_upload(upload, what, self.size, self.crop)[None]  # (1, 3, H, W)
 
     def swap(self, request: dict) -> dict:
-        """{"x1": upload, "x2": [upload, ...]} → x1, x2 as the model sees them, m1, m2, r1, r2 of
-        `G2GModel.swap(x1, x2)` with the first image-2 file; with K > 1 image-2 files also "m1_k": x1's
-        content with the mean class code of all K (`encode_class` of a (1, K, 3, H, W) batch)."""
-        x1 = self._read(request.get("x1"), "image 1")
-        x2 = read_uploads(request.get("x2"), "image 2", self.size, self.crop, 1, MAX_REFERENCES)  # (K, 3, H, W)
+        """{"x1": [upload, ...], "x2": [upload, ...]} (one upload alone for an image also works) → x1, x2 as
+        the model sees them and m1, m2, r1, r2 of `G2GModel.swap` on the first file of each; with K > 1
+        image-2 files also "m1_k" (`_mixed`: x1's content with the mean class code of the K files), and
+        with more than one image-1 file "m2_k" likewise."""
+        x1, x2 = (read_uploads(_listed(request.get(key)), what, self.size, self.crop, 1, MAX_REFERENCES)
+                  for key, what in (("x1", "image 1"), ("x2", "image 2")))  # (K1, 3, H, W), (K2, 3, H, W)
         with self._lock:
-            res = self.model.swap(x1, x2[:1])
-            out = {"x1": x1, "x2": x2[:1], "m1": res.m1, "m2": res.m2, "r1": res.r1, "r2": res.r2}
+            res = self.model.swap(x1[:1], x2[:1])
+            out = {"x1": x1[:1], "x2": x2[:1], "m1": res.m1, "m2": res.m2, "r1": res.r1, "r2": res.r2}
             if len(x2) > 1:
-                content, _ = self.model.encode(x1)
-                out["m1_k"] = self.model.decode(content, self.model.encode_class(x2[None]))
-        return {**{k: png_data_url(v) for k, v in out.items()}, "k": len(x2)}
+                out["m1_k"] = self._mixed(x1, x2)
+            if len(x1) > 1:
+                out["m2_k"] = self._mixed(x2, x1)
+        return {**{k: png_data_url(v) for k, v in out.items()}, "k": len(x2), "k1": len(x1)}
+
+    def _mixed(self, content: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        """The first of `content` (N, 3, H, W) drawn with the mean class code of `references` (K, 3, H, W)
+        (`encode_class` of a (1, K, 3, H, W) batch). A centred model (`content_centre`) centres the content
+        code on the other N − 1 images, which show the same class; with N = 1 on its training mean."""
+        others = content[None, 1:] if len(content) > 1 else None  # (1, N − 1, 3, H, W)
+        code, _ = self.model.encode(content[:1], others)
+        return self.model.decode(code, self.model.encode_class(references[None]))
 
     def grid(self, request: dict) -> dict:
         """{"images": [upload, ...]} → one PNG: a header row of the images (content), a header column

@@ -2,7 +2,7 @@
 // The page: images are kept as {name, data: data URL} and sent to the JSON API, which answers with PNG
 // data URLs. Nothing here talks to any other host.
 
-const state = { x1: null, x2: [], grid: [], imageSize: 32 };
+const state = { x1: [], x2: [], grid: [], imageSize: 32 };
 const $ = (id) => document.getElementById(id);
 
 function showError(message) {
@@ -73,7 +73,7 @@ async function run(label, task) {
 }
 
 function needPair() {
-  if (!state.x1 || state.x2.length === 0) throw new Error("pick image 1 and image 2 first");
+  if (state.x1.length === 0 || state.x2.length === 0) throw new Error("pick image 1 and image 2 first");
 }
 
 async function swap() {
@@ -85,12 +85,17 @@ async function swap() {
     $("out-m1k").src = out.m1_k;
     $("k").textContent = out.k;
   }
+  $("m2k-figure").hidden = !out.m2_k;
+  if (out.m2_k) {
+    $("out-m2k").src = out.m2_k;
+    $("k1").textContent = out.k1;
+  }
 }
 
 async function interpolate() {
   needPair();
   const steps = Number($("steps").value);
-  const out = await post("/api/interpolate", { a: state.x1, b: state.x2[0], steps });
+  const out = await post("/api/interpolate", { a: state.x1[0], b: state.x2[0], steps });
   showWide($("interp-out"), out.strip);
 }
 
@@ -107,7 +112,7 @@ async function randomImages(count) {
 
 async function randomPair() {
   const [a, b] = await randomImages(2);
-  state.x1 = a;
+  state.x1 = [a];
   state.x2 = [b];
   showThumbs($("x1-preview"), [a]);
   showThumbs($("x2-preview"), [b]);
@@ -137,7 +142,7 @@ async function start() {
   showData();
   $("steps").max = info.max_steps;
   $("steps").addEventListener("input", () => { $("steps-value").textContent = $("steps").value; });
-  onFiles("x1-file", "x1-preview", (uploads) => { state.x1 = uploads[0] || null; });
+  onFiles("x1-file", "x1-preview", (uploads) => { state.x1 = uploads; });
   onFiles("x2-file", "x2-preview", (uploads) => { state.x2 = uploads; });
   onFiles("grid-files", "grid-preview", (uploads) => { state.grid = uploads; });
   $("swap").addEventListener("click", () => run("swap", swap));
