@@ -84,8 +84,11 @@ def wait_for(driver, label: str) -> None:
 
 
 def choose(driver, slot: str, *paths) -> None:
-    """Pick files in the file input of slot x1 or x2; until the page shows them."""
-    driver.find_element(By.ID, f"{slot}-file").send_keys("\n".join(str(p) for p in paths))
+    """Pick files in the file input of slot x1 or x2, replacing its earlier ones as a file dialog does
+    (chromedriver adds to the files of an input that takes several); until the page shows them."""
+    field = driver.find_element(By.ID, f"{slot}-file")
+    driver.execute_script("arguments[0].value = '';", field)
+    field.send_keys("\n".join(str(p) for p in paths))
     names = [p.name for p in paths]
 
     def shown(d):
