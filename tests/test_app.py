@@ -180,6 +180,8 @@ def _bad_requests(tmp_path) -> dict:
         "over 4096 px": ({"x1": good, "x2": [upload(wide)]}, "over the limit of 4096 px"),
         "not base64": ({"x1": {"name": "x.png", "data": "data:image/png;base64,@@@"}, "x2": [good]}, "not base64"),
         "no image 2": ({"x1": good}, "image 2"),
+        "empty among image-1 files": ({"x1": [good, {"name": "x.png"}], "x2": [good]}, "image 1, file 2: no image"),
+        "one image-1 file": ({"x1": [{}], "x2": [good]}, "image 1: no image"),
         "no JSON": (b"hello", "not JSON"),
         "too many steps": ({"a": good, "b": good, "steps": 99}, "steps"),
     }

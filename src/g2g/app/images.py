@@ -73,11 +73,13 @@ def read_upload(upload: Any, what: str, size: int, crop: bool) -> torch.Tensor:
 
 
 def read_uploads(uploads: Any, what: str, size: int, crop: bool, low: int, high: int) -> torch.Tensor:
-    """A list of `low` to `high` uploads → (N, 3, size, size)."""
+    """A list of `low` to `high` uploads → (N, 3, size, size). A bad file is named "WHAT, file I" (just
+    WHAT when it is the only one)."""
     if not isinstance(uploads, list) or not low <= len(uploads) <= high:
         count = len(uploads) if isinstance(uploads, list) else 0
         raise ValueError(f"{what}: give {low} to {high} images, not {count}")
-    return torch.stack([read_upload(u, f"{what} {i + 1}", size, crop) for i, u in enumerate(uploads)])
+    names = [what] if len(uploads) == 1 else [f"{what}, file {i + 1}" for i in range(len(uploads))]
+    return torch.stack([read_upload(u, name, size, crop) for u, name in zip(uploads, names)])
 
 
 def png_data_url(images: torch.Tensor, nrow: int = 8, padding: int = 0) -> str:
