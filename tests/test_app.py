@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import torch
+from PIL import Image
 
 from g2g.app import make_server
 from g2g.app.api import App

@@ -133,9 +133,14 @@ def _baselines(train_ds, pairs: dict, tables, k_shots, x1, same: bool) -> dict[s
     return out
 
 
+def _centred(model) -> bool:
+    """The model centres content codes on other images of their class (`content_centre`)."""
+    return bool(getattr(getattr(model, "generator", None), "centred", False))
+
+
 def _content(model, x: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
     """Content codes of x, centred on `own` (other glyphs of each one's font) where the model is centred."""
-    if own is not None and getattr(getattr(model, "generator", None), "centred", False):
+    if own is not None and _centred(model):
         return model.encode(x, own)[0]
     return model.encode(x)[0]
 
@@ -182,12 +187,11 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
     chunk = chunk_size(int(ds.images.shape[-1]))
     per_pair: dict[str, dict[str, list]] = {}
     readable = []  # the character judge reads the true render as c1: read once, shared by every row
-    centred = getattr(getattr(model, "generator", None), "centred", False)  # x1's glyphs read only then
     for a in range(0, n_pairs, chunk):
         p = {key: v[a:a + chunk] for key, v in pairs.items()}
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
         readable.append((_read(judges.character, true) == p["c1"]).float())
-        own = ds.lookup(p["f1"][:, None], p["refs"]) if centred else None  # x1's font, never c1
+        own = ds.lookup(p["f1"][:, None], p["refs"]) if _centred(model) else None  # x1's font, never c1
         mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots, own)
         if tables is not None:  # with the true renders themselves: what the judges read of real glyphs
             mixed.update({**_baselines(train_ds, p, tables, k_shots, x1, same), "true render": true})
