@@ -211,3 +211,32 @@ def test_nan_gradient_with_a_finite_loss_names_the_parameter(fit, tmp_path, monk
     monkeypatch.setattr(G2GModule, "generator_terms", poisoned)
     with pytest.raises(FloatingPointError, match=r"^gradient of generator\.decoder\.\S+ is not finite at step 2;"):
         fit(tmp_path, 3)
+
+
+FULL_DISK = """
+import resource, signal, sys, torch
+from g2g.checkpoint import save_checkpoint
+from g2g.cli import _one_line
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save_checkpoint({"w": torch.zeros(1_000_000)}, sys.argv[1])
+except OSError as e:
+    print(_one_line(e))
+"""
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    # torch.save on a full disk says only "unexpected pos …"; the write must name the file and what to do,
+    # and the checkpoint already there must survive
+    path = tmp_path / "last.ckpt"
+    torch.save({"w": torch.ones(3)}, path)
+    before = path.read_bytes()
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(path)], env=_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith(f"could not write {path}: out of room") and "free space there" in line, line
+    assert "\n" not in line
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
