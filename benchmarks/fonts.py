@@ -408,8 +408,17 @@ def sentence(results: dict, method: str) -> str:
     verdict = (f"collapses in {len(collapsed)} of {_runs(len(runs))} ({collapse_words(collapsed[0])})"
                if collapsed else f"no collapse in {_runs(len(runs) - len(failed))}")
     return (f"- **{method}** (held-out fonts, 8-shot): {psnr}; keeps the character in "
-            f"{100 * m['character_kept']:.0f} % and transfers the font in {100 * m['font_transferred']:.0f} % "
-            f"(retrieval 8-shot {100 * ret['font_transferred']:.0f} %){copies}; {verdict}.")
+            f"{100 * m['character_kept']:.0f} %{redrawn(runs)} and transfers the font in "
+            f"{100 * m['font_transferred']:.0f} % (retrieval 8-shot {100 * ret['font_transferred']:.0f} %){copies}; "
+            f"{verdict}.")
+
+
+def redrawn(runs: list[dict]) -> str:
+    """How often the method's models keep the character when they draw x1 back from its own codes (the
+    ceiling of its swaps), where the records have it."""
+    kept = [r["scores"][SPLITS[1]]["redrawn"]["character_kept"] for r in runs
+            if "redrawn" in r.get("scores", {}).get(SPLITS[1], {})]
+    return f" (redrawn from its own codes, {100 * _mean(kept):.0f} %)" if kept else ""
 
 
 def pictures(results: dict, docs_dir: Path) -> str:

@@ -180,6 +180,8 @@ def test_one_step_run_is_scored_reused_and_documented(tmp_path, monkeypatch):
         "rows"]
     text = (tmp_path / "docs" / "fonts.md").read_text()
     assert "Pictures from naive, seed 0" in text and "| naive 8-shot |" in text
+    kept = record["scores"]["held-out fonts"]["redrawn"]["character_kept"]
+    assert f"(redrawn from its own codes, {100 * kept:.0f} %)" in text
     assert (tmp_path / "docs" / "fonts_swaps.png").stat().st_size > 0
     assert (tmp_path / "docs" / "fonts_grid.png").stat().st_size > 0
 

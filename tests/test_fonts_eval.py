@@ -15,6 +15,7 @@ from g2g.data import fonts as font_data
 from g2g.data.fonts import FontsDataset
 from g2g.evaluation.fonts import (FontJudges, fit_font_judges, font_char_grid, font_pairs, font_swap_scores,
                                   swap_panel)
+from g2g.evaluation.markdown import fonts_lines
 from g2g.evaluation.metrics import per_image_psnr
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -125,7 +126,9 @@ def test_pairs_draw_different_fonts_and_references_never_show_the_answer(splits)
     assert all(torch.equal(p[k], again[k]) for k in p)
     oracle = Oracle(train, test)
     font_swap_scores(oracle, train, test, n_pairs=50, judges=judges)
-    shown = torch.cat(oracle.references[1:]).unflatten(0, (50, 8))  # the held-out pairs' references
+    # per split: x2's references, then x1's own font's for the redrawn x1
+    assert [len(r) for r in oracle.references] == [400, 400, 400, 400]
+    shown = oracle.references[2].unflatten(0, (50, 8))  # the held-out pairs' references
     q = font_pairs(test.num_classes, 52, 50, 0, judges.pair_chars)
     true = test.lookup(q["f2"], q["c1"])
     assert torch.equal(shown[:, 0], test.lookup(q["f2"], q["refs"][:, 0]))  # x2 first
@@ -185,6 +188,28 @@ def test_the_true_render_scores_perfectly_and_a_copy_of_x1_copies_through(splits
             copied = copier[split]["rows"][f"model {k}-shot"]
             assert copied["copy_through"] == 1.0 and copied == copier[split]["rows"]["copy x1"]
         assert list(oracle[split]["rows"]) == ["model 1-shot", "model 8-shot"]
+
+
+class FontOnly(Oracle):
+    """Draws the first character of the charset in the class code's font, whatever the content code."""
+
+    def decode(self, content, class_code):
+        return super().decode(torch.zeros_like(content), class_code)
+
+
+def test_redrawn_x1_shows_whether_a_model_draws_its_own_characters_back(splits):
+    train, test = splits
+    judges = perfect_judges(train, test)
+    for model, kept in ((Oracle(train, test), 1.0), (FontOnly(train, test), 0.0)):
+        scores = font_swap_scores(model, train, test, n_pairs=50, judges=judges)
+        for split in ("training fonts", "held-out fonts"):
+            r = scores[split]["redrawn"]
+            assert r["character_kept"] == r["character_kept_readable"] == kept and r["font_kept"] == 1.0
+            assert (r["psnr"] == 100.0) == (kept == 1.0)
+    lines = "\n".join(fonts_lines(scores))
+    assert lines.count("Redrawn (x1's content code with the 8-shot class code of its own font") == 2
+    assert "character kept 0.0 % (readable: 0.0 %), font kept 100.0 %" in lines
+    assert "redrawn" not in font_swap_scores(None, train, test, n_pairs=20, judges=judges)["held-out fonts"]
 
 
 def test_character_kept_readable_counts_only_answers_the_judge_reads(splits):

@@ -7,7 +7,9 @@ character classifier reads m1 as c1); font transferred (an independent font clas
 fonts reads m1 as f2); copy-through (m1 nearer x1 than the true render). K-shot class codes average the
 class codes of x2 and K − 1 other glyphs of f2, never the answer lookup(f2, c1). Baselines on the same
 pairs: copy x1; the mean glyph of c1 over the training fonts (f2 left out); retrieval, the training font
-(not f2) whose glyphs of the K reference characters are nearest the references, drawing c1.
+(not f2) whose glyphs of the K reference characters are nearest the references, drawing c1. Redrawn: x1's
+content code with the K-shot class code of its own font (other glyphs of f1): whether the model can draw
+its own characters back at all, which a swap cannot do better than.
 
 The charset is halved by seed: the font judges learn each font from the glyphs of the first half, and
 c1 comes from the other half, so no true answer is in a judge's training set. The character judge learns
@@ -34,6 +36,7 @@ K_SHOTS = (1, 8)
 JUDGE_STEPS = 2000
 JUDGE_PX = 32  # judges read glyphs at most this many px a side (downsized, antialiased)
 PER_PAIR = ("psnr", "ssim", "l1", "character_kept", "font_transferred", "copy_through")
+REDRAWN = ("psnr", "ssim", "l1", "character_kept", "font_kept")  # the redrawn x1, judged against x1
 
 
 @dataclass
@@ -145,14 +148,23 @@ def _content(model, x: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
     return model.encode(x)[0]
 
 
+def _class_codes(model, refs: torch.Tensor) -> torch.Tensor:
+    """Class codes of refs (n, K, 3, H, W), each encoded once.  # (n, K, D)"""
+    return model.encode_class(refs.flatten(0, 1)).unflatten(0, refs.shape[:2])
+
+
 @torch.no_grad()
-def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torch.Tensor | None = None
-                 ) -> dict[str, torch.Tensor]:
-    """m1 with the mean class code of the first K of refs (n, K, 3, H, W), each reference encoded once;
-    own (n, K', 3, H, W): other glyphs of x1's font, on which a centred model centres x1's content code."""
+def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torch.Tensor | None = None,
+                 redraw: bool = False) -> dict[str, torch.Tensor]:
+    """m1 with the mean class code of the first K of refs (n, K, 3, H, W); own (n, K', 3, H, W): other
+    glyphs of x1's font, on which a centred model centres x1's content code, and, with redraw, whose mean
+    class code draws x1 again ("redrawn")."""
     content = _content(model, x1, own)
-    codes = model.encode_class(refs.flatten(0, 1)).unflatten(0, refs.shape[:2])  # (n, K, D)
-    return {f"model {k}-shot": model.decode(content, codes[:, :k].mean(1)).cpu().float() for k in k_shots}
+    codes = _class_codes(model, refs)
+    out = {f"model {k}-shot": model.decode(content, codes[:, :k].mean(1)).cpu().float() for k in k_shots}
+    if redraw and own is not None:
+        out["redrawn"] = model.decode(content, _class_codes(model, own).mean(1)).cpu().float()
+    return out
 
 
 def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: nn.Module) -> dict:
@@ -164,12 +176,21 @@ def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: 
     return out
 
 
-def _summary(values: dict[str, torch.Tensor], readable: torch.Tensor, seed: int) -> dict[str, Any]:
+def _redrawn_scores(m: torch.Tensor, x1, pairs: dict, character: nn.Module, font: nn.Module) -> dict:
+    """Per-pair numbers of x1 redrawn from its own codes, against x1 and x1's font.  # each (n,)"""
+    out = M.per_image_metrics(m, x1)
+    out["character_kept"] = (_read(character, m) == pairs["c1"]).float()
+    out["font_kept"] = (_read(font, m) == pairs["f1"]).float()
+    return out
+
+
+def _summary(values: dict[str, torch.Tensor], readable: torch.Tensor, seed: int,
+             names: tuple[str, ...] = PER_PAIR) -> dict[str, Any]:
     """Mean and 95 % bootstrap interval of each per-pair metric, and character_kept_readable: character_kept
-    among the pairs whose true render the character judge reads as c1 (`readable`, (n,) 0/1; a ratio of
-    paired means)."""
+    among the pairs whose answer the character judge reads as c1 (`readable`, (n,) 0/1; a ratio of paired
+    means)."""
     out: dict[str, Any] = {"answer_readable": readable.mean().item()}
-    for name in PER_PAIR:
+    for name in names:
         v = values[name]
         out[name], out[f"{name}_ci95"] = v.mean().item(), list(bootstrap_ci(v, seed=seed))
     kept = values["character_kept"] * readable
@@ -186,13 +207,19 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
     tables = _baseline_tables(train_ds, ds) if baselines else None
     chunk = chunk_size(int(ds.images.shape[-1]))
     per_pair: dict[str, dict[str, list]] = {}
-    readable = []  # the character judge reads the true render as c1: read once, shared by every row
+    redrawn: dict[str, list] = {}
+    readable, x1_readable = [], []  # the character judge reads the true render (x1) as c1: read once
     for a in range(0, n_pairs, chunk):
         p = {key: v[a:a + chunk] for key, v in pairs.items()}
         x1, true = ds.lookup(p["f1"], p["c1"]), ds.lookup(p["f2"], p["c1"])
         readable.append((_read(judges.character, true) == p["c1"]).float())
-        own = ds.lookup(p["f1"][:, None], p["refs"]) if _centred(model) else None  # x1's font, never c1
-        mixed = {} if model is None else _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots, own)
+        mixed = {}
+        if model is not None:
+            own = ds.lookup(p["f1"][:, None], p["refs"])  # x1's font, never c1
+            mixed = _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots, own, redraw=True)
+            x1_readable.append((_read(judges.character, x1) == p["c1"]).float())
+            for key, v in _redrawn_scores(mixed.pop("redrawn"), x1, p, judges.character, judges.fonts[split]).items():
+                redrawn.setdefault(key, []).append(v)
         if tables is not None:  # with the true renders themselves: what the judges read of real glyphs
             mixed.update({**_baselines(train_ds, p, tables, k_shots, x1, same), "true render": true})
         for row, m in mixed.items():
@@ -201,7 +228,11 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
     answers = torch.cat(readable)
     rows = {row: _summary({k: torch.cat(v) for k, v in values.items()}, answers, seed)
             for row, values in per_pair.items()}
-    return {"pairs": n_pairs, "fonts": ds.num_classes, "rows": rows}
+    out = {"pairs": n_pairs, "fonts": ds.num_classes, "rows": rows}
+    if redrawn:
+        out["redrawn"] = _summary({k: torch.cat(v) for k, v in redrawn.items()}, torch.cat(x1_readable), seed,
+                                  REDRAWN)
+    return out
 
 
 def font_swap_scores(model, train_ds, test_ds, n_pairs: int = 1000, seed: int = 0, k_shots=K_SHOTS,
