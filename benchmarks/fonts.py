@@ -5,6 +5,7 @@ generated from the results.
     python benchmarks/fonts.py --jobs 2 --write-docs        # 5 methods × 3 seeds, 1800 s each, the doc
     python benchmarks/fonts.py --from-json outputs/fonts/results.json --write-docs   # the doc, without training
     python benchmarks/fonts.py --methods naive --seeds 0 --budget 60 -- --data.batch_size 8
+    python benchmarks/fonts.py --out-dir outputs/fonts --rescore --write-docs   # trained models, new evaluation
 
 Each method is a preset plus `g2g train` options (METHODS), all at --size px on the fonts under --root
 (`--data.dataset fonts`), for --budget seconds of training (trainer.max_time; the presets' step and epoch
@@ -197,29 +198,54 @@ def load_judges(path: Path):
                       saved["accuracy"], saved["steps"])
 
 
-def run_one(method: str, seed: int, args) -> dict:
-    """Train, score and check one run; writes and returns its record (run.json)."""
+def score(model_file: Path, seed: int, args) -> dict:
+    """The exported model's scores, collapse check and scoring time (the fields of a record they fill)."""
     from g2g.evaluation.fonts import font_swap_scores
     from g2g.evaluation.report import collapse_check
     from g2g.inference import load
-    torch.set_num_threads(args.threads)
-    here = args.out_dir / slug(method) / f"seed{seed}"
-    points = train_timed([*preset_args(METHODS[method]["preset"]), *FONT_OPTIONS, "--data.root", str(args.root),
-                          "--data.image_size", str(args.size), *seed_options(seed), *method_overrides(method),
-                          *args.overrides], here, args.budget)
     start = time.monotonic()
-    model_file = here / "snapshots" / points[-1]["file"]
     model = load(model_file)
     train_ds, test_ds = datasets(args, seed)
     scores = font_swap_scores(model, train_ds, test_ds, args.pairs, seed, K_SHOTS,
                               load_judges(judge_path(args, seed)), baselines=False)
     collapse = collapse_check(model, test_ds, seed)
+    return {"eval_seconds": round(time.monotonic() - start, 1), "scores": scores,
+            "collapse": {"collapsed": collapse["collapsed"], "verdict": collapse["verdict"]}}
+
+
+def run_one(method: str, seed: int, args) -> dict:
+    """Train, score and check one run; writes and returns its record (run.json)."""
+    torch.set_num_threads(args.threads)
+    here = args.out_dir / slug(method) / f"seed{seed}"
+    points = train_timed([*preset_args(METHODS[method]["preset"]), *FONT_OPTIONS, "--data.root", str(args.root),
+                          "--data.image_size", str(args.size), *seed_options(seed), *method_overrides(method),
+                          *args.overrides], here, args.budget)
+    model_file = here / "snapshots" / points[-1]["file"]
     record = {"method": method, "seed": seed, "settings": run_settings(args, method), "steps": points[-1]["step"],
-              "train_seconds": points[-1]["seconds"], "eval_seconds": round(time.monotonic() - start, 1),
-              "model": str(model_file), "scores": scores,
-              "collapse": {"collapsed": collapse["collapsed"], "verdict": collapse["verdict"]}}
+              "train_seconds": points[-1]["seconds"], "model": str(model_file), **score(model_file, seed, args)}
     (here / "run.json").write_text(json.dumps(record, indent=1))
     return record
+
+
+def rescore_one(method: str, seed: int, args) -> dict:
+    """Score a finished run's model again with this checkout's evaluation; its training record (settings,
+    steps, seconds) is kept and the record marked `rescored` with this checkout's code digest."""
+    torch.set_num_threads(args.threads)
+    path = args.out_dir / slug(method) / f"seed{seed}" / "run.json"
+    record = json.loads(path.read_text())
+    record.update(score(Path(record["model"]), seed, args))
+    record["rescored"] = {"code": code_digest([METHODS[method]["preset"]]),
+                          "at": datetime.datetime.now().isoformat(timespec="seconds")}
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def rescorable(path: Path, method: str, seed: int) -> None:
+    """A finished run whose model can be scored again (--rescore), or a one-line error."""
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if "model" not in record or not Path(record["model"]).is_file():
+        raise BenchmarkError(f"--rescore: {method} seed {seed} has no finished run with its model in {path.parent}; "
+                             "train it first (the same command without --rescore)")
 
 
 def run_settings(args, method: str) -> dict:
@@ -246,8 +272,12 @@ def run_benchmark(args) -> dict:
     records, todo = {}, []
     for m in args.methods:
         for s in args.seeds:
-            old = reusable(args.out_dir / slug(m) / f"seed{s}" / "run.json", run_settings(args, m))
-            if old is not None:
+            path = args.out_dir / slug(m) / f"seed{s}" / "run.json"
+            old = reusable(path, run_settings(args, m))
+            if args.rescore:
+                rescorable(path, m, s)
+                todo.append((m, s))
+            elif old is not None:
                 records[(m, s)] = old
             else:
                 todo.append((m, s))
@@ -262,9 +292,11 @@ def run_benchmark(args) -> dict:
     def run(task):
         m, s = task
         here = args.out_dir / slug(m) / f"seed{s}"
-        rc, wall = spawn(__file__, ["--run", m, str(s), *child_args(args)], args.threads, here / "log.txt")
-        record = ({"method": m, "seed": s, "error": f"exit status {rc}; see {here / 'log.txt'}"} if rc else
-                  {**json.loads((here / "run.json").read_text()), "wall_seconds": wall})
+        kind, log = ("--rescore-run", here / "rescore.txt") if args.rescore else ("--run", here / "log.txt")
+        rc, wall = spawn(__file__, [kind, m, str(s), *child_args(args)], args.threads, log)
+        record = ({"method": m, "seed": s, "error": f"exit status {rc}; see {log}"} if rc else
+                  {**json.loads((here / "run.json").read_text()),
+                   **({} if args.rescore else {"wall_seconds": wall})})
         print(f"{m} seed {s}: {record.get('error') or _brief(record)}", flush=True)
         return task, record
 
@@ -478,10 +510,21 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
         sentences=block([sentence(results, m) for m in results["methods"]]),
         runs=block([_run_line(r) for r in results["runs"]]),
         failed=("Failed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
+        rescored=rescored_words(results),
         pictures=pictures(results, docs_dir))
     out = docs_dir / "fonts.md"
     out.write_text(text + "\n")
     return out
+
+
+def rescored_words(results: dict) -> str:
+    """A sentence on runs scored again by a later evaluation than the one they were trained with."""
+    again = [r for r in results["runs"] if "rescored" in r]
+    if not again:
+        return ""
+    return (f"{len(again)} of the {_runs(len(results['runs']))} were scored again without training (`--rescore`, "
+            f"code {again[0]['rescored']['code']}; trained with code {again[0]['settings']['code']}): the models "
+            "are those of the training runs, the numbers those of the current evaluation.\n")
 
 
 def _judge_accuracy(results: dict) -> str:
@@ -523,7 +566,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--docs-dir", type=Path, default=ROOT / "docs", help="(default: docs/ of this checkout)")
     p.add_argument("--from-json", type=Path, default=None, metavar="FILE",
                    help="the doc from a saved results.json, without training")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the finished runs in --out-dir again with this checkout's evaluation, without "
+                        "training (their training records kept, each marked rescored)")
     p.add_argument("--run", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
+    p.add_argument("--rescore-run", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     p.add_argument("--judge", type=int, metavar="SEED", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="after `--`: extra `g2g train` options for every run")
     return p
@@ -548,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.run:
         run_one(args.run[0], int(args.run[1]), args)
+        return 0
+    if args.rescore_run:
+        rescore_one(args.rescore_run[0], int(args.rescore_run[1]), args)
         return 0
     return docs_or_benchmark("fonts.py", args, run_benchmark, write_docs)
 

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 from g2g.configs import load_preset, preset_names
 from g2g.data import fonts as font_data
@@ -184,6 +185,17 @@ def test_one_step_run_is_scored_reused_and_documented(tmp_path, monkeypatch):
     assert f"(redrawn from its own codes, {100 * kept:.0f} %)" in text
     assert (tmp_path / "docs" / "fonts_swaps.png").stat().st_size > 0
     assert (tmp_path / "docs" / "fonts_grid.png").stat().st_size > 0
+    # --rescore: the same model scored again, its training record kept, the record and the doc say so
+    again = fonts.rescore_one("naive", 0, fonts.parse([*argv[:argv.index("--")], "--rescore", *argv[argv.index("--"):]]))
+    timeless = lambda scores: {k: v for k, v in scores.items() if k != "runtime_s"}  # noqa: E731
+    assert again["rescored"]["code"] == fonts.code_digest(["naive"])
+    assert timeless(again["scores"]) == timeless(record["scores"])
+    assert {k: again[k] for k in ("settings", "steps", "train_seconds", "model")} == {
+        k: record[k] for k in ("settings", "steps", "train_seconds", "model")}
+    fonts.write_docs({**results, "runs": [again]}, tmp_path / "docs")
+    assert "1 of the 1 run were scored again without training (`--rescore`" in (tmp_path / "docs" / "fonts.md").read_text()
+    with pytest.raises(fonts.BenchmarkError, match="general seed 0 has no finished run"):
+        fonts.rescorable(tmp_path / "out" / "general" / "seed0" / "run.json", "general", 0)
 
 
 def test_one_step_validation_run_on_scenes(tmp_path, monkeypatch):
