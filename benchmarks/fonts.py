@@ -509,7 +509,7 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
              "No method meets the goal on held-out fonts.",
         sentences=block([sentence(results, m) for m in results["methods"]]),
         runs=block([_run_line(r) for r in results["runs"]]),
-        failed=("Failed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
+        failed=("\nFailed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
         rescored=rescored_words(results),
         pictures=pictures(results, docs_dir))
     out = docs_dir / "fonts.md"
@@ -522,9 +522,9 @@ def rescored_words(results: dict) -> str:
     again = [r for r in results["runs"] if "rescored" in r]
     if not again:
         return ""
-    return (f"{len(again)} of the {_runs(len(results['runs']))} were scored again without training (`--rescore`, "
-            f"code {again[0]['rescored']['code']}; trained with code {again[0]['settings']['code']}): the models "
-            "are those of the training runs, the numbers those of the current evaluation.\n")
+    return (f"\n{len(again)} of the {_runs(len(results['runs']))} were scored again without training "
+            "(`--rescore`): the models are those of the training runs, the numbers those of a later evaluation; each "
+            "run's record holds the code digest it was trained with (settings) and scored with (rescored).\n")
 
 
 def _judge_accuracy(results: dict) -> str:

@@ -193,7 +193,8 @@ def test_one_step_run_is_scored_reused_and_documented(tmp_path, monkeypatch):
     assert {k: again[k] for k in ("settings", "steps", "train_seconds", "model")} == {
         k: record[k] for k in ("settings", "steps", "train_seconds", "model")}
     fonts.write_docs({**results, "runs": [again]}, tmp_path / "docs")
-    assert "1 of the 1 run were scored again without training (`--rescore`" in (tmp_path / "docs" / "fonts.md").read_text()
+    assert "\n\n1 of the 1 run were scored again without training (`--rescore`)" in (
+        tmp_path / "docs" / "fonts.md").read_text()
     with pytest.raises(fonts.BenchmarkError, match="general seed 0 has no finished run"):
         fonts.rescorable(tmp_path / "out" / "general" / "seed0" / "run.json", "general", 0)
 
