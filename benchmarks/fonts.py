@@ -447,7 +447,7 @@ def sentence(results: dict, method: str) -> str:
 
 def redrawn(runs: list[dict]) -> str:
     """How often the method's models keep the character when they draw x1 back from its own codes (the
-    ceiling of its swaps), where the records have it."""
+    reference for its swaps), where the records have it."""
     kept = [r["scores"][SPLITS[1]]["redrawn"]["character_kept"] for r in runs
             if "redrawn" in r.get("scores", {}).get(SPLITS[1], {})]
     return f" (redrawn from its own codes, {100 * _mean(kept):.0f} %)" if kept else ""

@@ -9,7 +9,7 @@ class codes of x2 and K − 1 other glyphs of f2, never the answer lookup(f2, c1
 pairs: copy x1; the mean glyph of c1 over the training fonts (f2 left out); retrieval, the training font
 (not f2) whose glyphs of the K reference characters are nearest the references, drawing c1. Redrawn: x1's
 content code with the K-shot class code of its own font (other glyphs of f1): whether the model can draw
-its own characters back at all, which a swap cannot do better than.
+its own characters back at all, the reference its swaps are measured against.
 
 The charset is halved by seed: the font judges learn each font from the glyphs of the first half, and
 c1 comes from the other half, so no true answer is in a judge's training set. The character judge learns

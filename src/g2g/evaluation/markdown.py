@@ -154,7 +154,7 @@ def fonts_lines(section: dict) -> list[str]:
         if "redrawn" in part:
             r = part["redrawn"]
             lines += ["", f"Redrawn (x1's content code with the {max(section['settings']['k_shots'])}-shot class code "
-                      f"of its own font; a swap cannot keep more than this): PSNR against x1 {_val(r, 'psnr')}, "
+                      f"of its own font; what the model draws back of its own): PSNR against x1 {_val(r, 'psnr')}, "
                       f"SSIM {r['ssim']:.3f}, character kept {100 * r['character_kept']:.1f} % (readable: "
                       f"{100 * r['character_kept_readable']:.1f} %), font kept {100 * r['font_kept']:.1f} %."]
     return lines
