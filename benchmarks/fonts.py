@@ -273,11 +273,10 @@ def run_benchmark(args) -> dict:
     for m in args.methods:
         for s in args.seeds:
             path = args.out_dir / slug(m) / f"seed{s}" / "run.json"
-            old = reusable(path, run_settings(args, m))
             if args.rescore:
                 rescorable(path, m, s)
                 todo.append((m, s))
-            elif old is not None:
+            elif (old := reusable(path, run_settings(args, m))) is not None:
                 records[(m, s)] = old
             else:
                 todo.append((m, s))

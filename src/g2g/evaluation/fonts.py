@@ -154,15 +154,15 @@ def _class_codes(model, refs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torch.Tensor | None = None,
-                 redraw: bool = False) -> dict[str, torch.Tensor]:
+def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     """m1 with the mean class code of the first K of refs (n, K, 3, H, W); own (n, K', 3, H, W): other
-    glyphs of x1's font, on which a centred model centres x1's content code, and, with redraw, whose mean
-    class code draws x1 again ("redrawn")."""
+    glyphs of x1's font, on which a centred model centres x1's content code and whose mean class code
+    draws x1 again ("redrawn")."""
     content = _content(model, x1, own)
     codes = _class_codes(model, refs)
     out = {f"model {k}-shot": model.decode(content, codes[:, :k].mean(1)).cpu().float() for k in k_shots}
-    if redraw and own is not None:
+    if own is not None:
         out["redrawn"] = model.decode(content, _class_codes(model, own).mean(1)).cpu().float()
     return out
 
@@ -216,7 +216,7 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
         mixed = {}
         if model is not None:
             own = ds.lookup(p["f1"][:, None], p["refs"])  # x1's font, never c1
-            mixed = _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots, own, redraw=True)
+            mixed = _model_swaps(model, x1, ds.lookup(p["f2"][:, None], p["refs"]), k_shots, own)
             x1_readable.append((_read(judges.character, x1) == p["c1"]).float())
             for key, v in _redrawn_scores(mixed.pop("redrawn"), x1, p, judges.character, judges.fonts[split]).items():
                 redrawn.setdefault(key, []).append(v)
