@@ -6,6 +6,7 @@ generated from the results.
     python benchmarks/fonts.py --from-json outputs/fonts/results.json --write-docs   # the doc, without training
     python benchmarks/fonts.py --methods naive --seeds 0 --budget 60 -- --data.batch_size 8
     python benchmarks/fonts.py --out-dir outputs/fonts --rescore --write-docs   # trained models, new evaluation
+    python benchmarks/fonts.py --methods general --doc-name fonts-general --write-docs   # a page of its own
 
 Each method is a preset plus `g2g train` options (METHODS), all at --size px on the fonts under --root
 (`--data.dataset fonts`), for --budget seconds of training (trainer.max_time; the presets' step and epoch
@@ -25,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -71,7 +73,8 @@ FONT_OPTIONS = ["--data.dataset", "fonts", "--data.num_workers", "0", "--trainer
                 "--trainer.max_epochs", "-1"]
 # a method "copies x1" from this copy-through on: a blurred glyph, as near x1 as the answer, scores about 50 %
 COPIES = 0.9
-GRID_CHARS = "AaBbGgKkQqRy"  # the columns of fonts_grid.png
+GRID_CHARS = "AaBbGgKkQqRy"  # the columns of the doc's grid picture
+DOC_NAME = "fonts"  # docs/fonts.md, docs/fonts_swaps.png, docs/fonts_grid.png
 COLUMNS = [("psnr", "PSNR dB", 1, 2), ("ssim", "SSIM", 1, 3), ("character_kept", "character kept %", 100, 1),
            ("character_kept_readable", "character kept, readable answers %", 100, 1),
            ("font_transferred", "font transferred %", 100, 1), ("copy_through", "copy-through %", 100, 1)]
@@ -307,7 +310,8 @@ def run_benchmark(args) -> dict:
                "root": str(args.root), "size": args.size, "budget_s": args.budget, "threads": args.threads,
                "jobs": args.jobs, "pairs": args.pairs, "judge_steps": args.judge_steps, "seeds": args.seeds,
                "overrides": args.overrides, "methods": args.methods, "method_table": table, "judges": seeds,
-               "out_dir": str(args.out_dir), "runs": [records[(m, s)] for m in args.methods for s in args.seeds]}
+               "out_dir": str(args.out_dir), "doc_name": args.doc_name or DOC_NAME,
+               "runs": [records[(m, s)] for m in args.methods for s in args.seeds]}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=1))
     return results
@@ -452,8 +456,13 @@ def redrawn(runs: list[dict]) -> str:
     return f" (redrawn from its own codes, {100 * _mean(kept):.0f} %)" if kept else ""
 
 
+def doc_name(results: dict) -> str:
+    """The doc's file name without .md, also the prefix of its pictures (results from before the option: fonts)."""
+    return results.get("doc_name", DOC_NAME)
+
+
 def pictures(results: dict, docs_dir: Path) -> str:
-    """fonts_swaps.png and fonts_grid.png from the best seed (held-out 8-shot PSNR) of the first method; a
+    """NAME_swaps.png and NAME_grid.png from the best seed (held-out 8-shot PSNR) of the first method; a
     line saying which, or why there are none."""
     from PIL import Image
 
@@ -470,7 +479,7 @@ def pictures(results: dict, docs_dir: Path) -> str:
     train_ds, test_ds = (FontsDataset(results["root"], s, results["size"], seed) for s in ("train", "test"))
     panel = swap_panel(model, test_ds, n=8, seed=seed)
     grid = font_char_grid(model, test_ds, range(min(8, test_ds.num_classes)), GRID_CHARS, seed, content_ds=train_ds)
-    for name, image in (("fonts_swaps.png", panel), ("fonts_grid.png", grid)):
+    for name, image in ((f"{doc_name(results)}_swaps.png", panel), (f"{doc_name(results)}_grid.png", grid)):
         Image.fromarray(image.repeat_interleave(2, 1).repeat_interleave(2, 2).permute(1, 2, 0).numpy()).save(
             docs_dir / name)
     return (f"Pictures from {first}, seed {seed} (its best held-out 8-shot PSNR), drawn at {results['size']} px "
@@ -478,7 +487,7 @@ def pictures(results: dict, docs_dir: Path) -> str:
 
 
 def write_docs(results: dict, docs_dir: Path) -> Path:
-    """docs_dir/fonts.md (and its pictures) from the results."""
+    """docs_dir/NAME.md (and its pictures) from the results; NAME is results["doc_name"] (default fonts)."""
     from doc_template import block, render
     docs_dir.mkdir(parents=True, exist_ok=True)
     tables, checks = {}, {}
@@ -509,9 +518,9 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
         sentences=block([sentence(results, m) for m in results["methods"]]),
         runs=block([_run_line(r) for r in results["runs"]]),
         failed=("\nFailed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
-        rescored=rescored_words(results),
+        rescored=rescored_words(results), doc=doc_name(results),
         pictures=pictures(results, docs_dir))
-    out = docs_dir / "fonts.md"
+    out = docs_dir / f"{doc_name(results)}.md"
     out.write_text(text + "\n")
     return out
 
@@ -561,7 +570,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=2000, help="scored pairs per split (default: %(default)s)")
     p.add_argument("--judge-steps", type=int, default=2000, help="Adam steps of each judge (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=Path("outputs/fonts"), help="run folders and results.json")
-    p.add_argument("--write-docs", action="store_true", help="write fonts.md and its pictures into --docs-dir")
+    p.add_argument("--write-docs", action="store_true", help="write NAME.md and its pictures into --docs-dir")
+    p.add_argument("--doc-name", default=None, metavar="NAME",
+                   help=f"the doc's name, kept in results.json: NAME.md, NAME_swaps.png, NAME_grid.png (default: "
+                        f"{DOC_NAME}; with --from-json, the name saved there); e.g. a page for another budget")
     p.add_argument("--docs-dir", type=Path, default=ROOT / "docs", help="(default: docs/ of this checkout)")
     p.add_argument("--from-json", type=Path, default=None, metavar="FILE",
                    help="the doc from a saved results.json, without training")
@@ -584,6 +596,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--budget, --threads, --jobs, --pairs and --judge-steps must be at least 1, --seeds not empty")
     if args.from_json is not None and not args.write_docs:
         p.error("--from-json writes the doc: give --write-docs with it")
+    if args.doc_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.doc_name):
+        p.error(f"--doc-name {args.doc_name!r}: use letters, digits, - and _ only (it names files in --docs-dir)")
     return args
 
 
@@ -598,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rescore_run:
         rescore_one(args.rescore_run[0], int(args.rescore_run[1]), args)
         return 0
-    return docs_or_benchmark("fonts.py", args, run_benchmark, write_docs)
+    named = {} if args.doc_name is None else {"doc_name": args.doc_name}  # --from-json: overrides the saved name
+    return docs_or_benchmark("fonts.py", args, run_benchmark, lambda results, d: write_docs({**results, **named}, d))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,22 @@ def test_fonts_doc_puts_held_out_fonts_first(tmp_path):
     assert text.index("## Held-out fonts") < text.index("## Training fonts")
     assert "Meets the floor on held-out fonts: good." in text and "Meets the goal on held-out fonts: good." in text
     assert "No pictures: no model file" in text and "$" not in text
+    assert text.startswith("# Fonts: the approaches on real glyphs, 60 s of training a run\n")
+
+
+def test_a_named_doc_is_a_page_of_its_own_with_its_own_pictures(tmp_path, capsys):
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({**_results(tmp_path), "doc_name": "fonts-60s"}))
+    docs = tmp_path / "docs"
+    assert fonts.main(["--from-json", str(saved), "--write-docs", "--docs-dir", str(docs)]) == 0
+    text = (docs / "fonts-60s.md").read_text()   # the name saved with the results
+    assert "![swaps](fonts-60s_swaps.png)" in text and "![grid](fonts-60s_grid.png)" in text
+    assert not (docs / "fonts.md").exists()
+    assert fonts.main(["--from-json", str(saved), "--write-docs", "--docs-dir", str(docs), "--doc-name", "other"]) == 0
+    assert (docs / "other.md").is_file()    # the option overrides the saved name
+    with pytest.raises(SystemExit):
+        fonts.parse(["--doc-name", "../fonts"])
+    assert "--doc-name '../fonts': use letters, digits, - and _ only" in capsys.readouterr().err
 
 
 # ---- the validation doc from constructed results ----
