@@ -141,15 +141,21 @@ def reusable(path: Path, settings: dict) -> dict | None:
 
 def train_timed(argv: list[str], here: Path, budget: int) -> list[dict]:
     """`g2g train` argv for `budget` seconds into here/train, the EMA generator exported at the start and
-    the end (here/snapshots); the export points (step, seconds, file)."""
+    the end (here/snapshots); the export points (step, seconds, file). The run trains in here/next and
+    replaces an earlier run in here only once it has finished: a run that fails (bad options, a crash)
+    leaves the earlier one as it was."""
     from g2g.training import run_training
-    (here / "run.json").unlink(missing_ok=True)  # a fresh run: nothing of an earlier one may pass for it
-    for old in ("train", "snapshots"):
-        shutil.rmtree(here / old, ignore_errors=True)
+    new = here / "next"
+    shutil.rmtree(new, ignore_errors=True)  # what a run that did not finish left
     exports = {"class_path": "quality.TimedExports",
-               "init_args": {"dirpath": str(here / "snapshots"), "budget_s": budget, "intervals": 1}}
-    run_training([*argv, "--trainer.max_time", max_time(budget), "--trainer.default_root_dir", str(here / "train"),
+               "init_args": {"dirpath": str(new / "snapshots"), "budget_s": budget, "intervals": 1}}
+    run_training([*argv, "--trainer.max_time", max_time(budget), "--trainer.default_root_dir", str(new / "train"),
                   "--trainer.enable_progress_bar", "false", f"--trainer.callbacks+={json.dumps(exports)}"])
+    (here / "run.json").unlink(missing_ok=True)  # nothing of the earlier run may pass for this one
+    for part in ("train", "snapshots"):
+        shutil.rmtree(here / part, ignore_errors=True)
+        (new / part).rename(here / part)
+    new.rmdir()
     return json.loads((here / "snapshots" / "points.json").read_text())
 
 
@@ -596,6 +602,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--budget, --threads, --jobs, --pairs and --judge-steps must be at least 1, --seeds not empty")
     if args.from_json is not None and not args.write_docs:
         p.error("--from-json writes the doc: give --write-docs with it")
+    given = argv[argv.index("--") + 1:] if "--" in argv else []
+    if args.overrides != given:  # e.g. --seeds 0 1: the 1 would reach `g2g train`
+        p.error(f"unexpected argument(s) {' '.join(args.overrides[:len(args.overrides) - len(given)])}: seeds are "
+                "comma-separated (--seeds 0,1,2), `g2g train` options go after --")
     if args.doc_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.doc_name):
         p.error(f"--doc-name {args.doc_name!r}: use letters, digits, - and _ only (it names files in --docs-dir)")
     return args

@@ -118,6 +118,24 @@ def test_fonts_doc_puts_held_out_fonts_first(tmp_path):
     assert text.startswith("# Fonts: the approaches on real glyphs, 60 s of training a run\n")
 
 
+def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
+    here = tmp_path / "general" / "seed0"
+    (here / "snapshots").mkdir(parents=True)
+    (here / "snapshots" / "step9.safetensors").write_bytes(b"model")
+    (here / "run.json").write_text('{"steps": 9}')
+    with pytest.raises(ValueError, match="unrecognized arguments: --no-such-option"):
+        fonts.train_timed(["--no-such-option", "1"], here, 60)
+    assert (here / "run.json").read_text() == '{"steps": 9}'
+    assert (here / "snapshots" / "step9.safetensors").read_bytes() == b"model"
+
+
+def test_stray_arguments_are_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit):
+        fonts.parse(["--seeds", "0", "1", "--", "--data.batch_size", "8"])
+    assert "unexpected argument(s) 1: seeds are comma-separated (--seeds 0,1,2)" in capsys.readouterr().err
+    assert fonts.parse(["--seeds", "0,1", "--", "--data.batch_size", "8"]).overrides == ["--data.batch_size", "8"]
+
+
 def test_a_named_doc_is_a_page_of_its_own_with_its_own_pictures(tmp_path, capsys):
     saved = tmp_path / "results.json"
     saved.write_text(json.dumps({**_results(tmp_path), "doc_name": "fonts-60s"}))
