@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from g2g.configs import load_preset, preset_args, preset_files  # noqa: E402
 from g2g.evaluation.fonts import SPLITS  # noqa: E402
-from quality import docs_or_benchmark, BenchmarkError, max_time, slug  # noqa: E402
+from quality import docs_or_benchmark, BenchmarkError, slug, stray_arguments, train_staged  # noqa: E402
 
 FONTS_ROOT = "/usr/share/fonts/truetype/aenigma"
 DEFAULT_METHODS = ["general", "general-no-long", "naive", "cyclefunit", "funit2funit"]
@@ -139,26 +138,6 @@ def reusable(path: Path, settings: dict) -> dict | None:
     return old if old is not None and old.get("settings") == settings else None
 
 
-def train_timed(argv: list[str], here: Path, budget: int) -> list[dict]:
-    """`g2g train` argv for `budget` seconds into here/train, the EMA generator exported at the start and
-    the end (here/snapshots); the export points (step, seconds, file). The run trains in here/next and
-    replaces an earlier run in here only once it has finished: a run that fails (bad options, a crash)
-    leaves the earlier one as it was."""
-    from g2g.training import run_training
-    new = here / "next"
-    shutil.rmtree(new, ignore_errors=True)  # what a run that did not finish left
-    exports = {"class_path": "quality.TimedExports",
-               "init_args": {"dirpath": str(new / "snapshots"), "budget_s": budget, "intervals": 1}}
-    run_training([*argv, "--trainer.max_time", max_time(budget), "--trainer.default_root_dir", str(new / "train"),
-                  "--trainer.enable_progress_bar", "false", f"--trainer.callbacks+={json.dumps(exports)}"])
-    (here / "run.json").unlink(missing_ok=True)  # nothing of the earlier run may pass for this one
-    for part in ("train", "snapshots"):
-        shutil.rmtree(here / part, ignore_errors=True)
-        (new / part).rename(here / part)
-    new.rmdir()
-    return json.loads((here / "snapshots" / "points.json").read_text())
-
-
 def seed_options(seed: int) -> list[str]:
     return ["--seed_everything", str(seed), "--model.seed", str(seed), "--data.seed", str(seed)]
 
@@ -226,9 +205,9 @@ def run_one(method: str, seed: int, args) -> dict:
     """Train, score and check one run; writes and returns its record (run.json)."""
     torch.set_num_threads(args.threads)
     here = args.out_dir / slug(method) / f"seed{seed}"
-    points = train_timed([*preset_args(METHODS[method]["preset"]), *FONT_OPTIONS, "--data.root", str(args.root),
-                          "--data.image_size", str(args.size), *seed_options(seed), *method_overrides(method),
-                          *args.overrides], here, args.budget)
+    points = train_staged([*preset_args(METHODS[method]["preset"]), *FONT_OPTIONS, "--data.root", str(args.root),
+                           "--data.image_size", str(args.size), *seed_options(seed), *method_overrides(method),
+                           *args.overrides], here, args.budget)
     model_file = here / "snapshots" / points[-1]["file"]
     record = {"method": method, "seed": seed, "settings": run_settings(args, method), "steps": points[-1]["step"],
               "train_seconds": points[-1]["seconds"], "model": str(model_file), **score(model_file, seed, args)}
@@ -602,10 +581,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error("--budget, --threads, --jobs, --pairs and --judge-steps must be at least 1, --seeds not empty")
     if args.from_json is not None and not args.write_docs:
         p.error("--from-json writes the doc: give --write-docs with it")
-    given = argv[argv.index("--") + 1:] if "--" in argv else []
-    if args.overrides != given:  # e.g. --seeds 0 1: the 1 would reach `g2g train`
-        p.error(f"unexpected argument(s) {' '.join(args.overrides[:len(args.overrides) - len(given)])}: seeds are "
-                "comma-separated (--seeds 0,1,2), `g2g train` options go after --")
+    if (stray := stray_arguments(argv, args.overrides)) is not None:
+        p.error(f"{stray}; seeds are comma-separated (--seeds 0,1,2)")
     if args.doc_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.doc_name):
         p.error(f"--doc-name {args.doc_name!r}: use letters, digits, - and _ only (it names files in --docs-dir)")
     return args

@@ -103,6 +103,39 @@ class TimedExports(Callback):
         (self.dirpath / "points.json").write_text(json.dumps(self.points, indent=1))
 
 
+def train_staged(argv: list[str], here: Path, budget: int, intervals: int = 1,
+                 stale: tuple[str, ...] = ()) -> list[dict]:
+    """`g2g train` argv for `budget` seconds into here/train, the EMA generator exported by TimedExports
+    into here/snapshots; its export points (step, seconds, file). The run trains in here/next and replaces
+    an earlier run in here (its run.json, train/, snapshots/ and the folders named in stale) only once it
+    has finished: a run that fails (bad options, a crash) leaves the earlier one as it was."""
+    from g2g.training import run_training
+    new = here / "next"
+    shutil.rmtree(new, ignore_errors=True)  # what a run that did not finish left
+    exports = {"class_path": "quality.TimedExports",
+               "init_args": {"dirpath": str(new / "snapshots"), "budget_s": budget, "intervals": intervals}}
+    run_training([*argv, "--trainer.max_time", max_time(budget), "--trainer.default_root_dir", str(new / "train"),
+                  "--trainer.enable_progress_bar", "false", f"--trainer.callbacks+={json.dumps(exports)}"])
+    (here / "run.json").unlink(missing_ok=True)  # nothing of the earlier run may pass for this one
+    for part in stale:
+        shutil.rmtree(here / part, ignore_errors=True)
+    for part in ("train", "snapshots"):
+        shutil.rmtree(here / part, ignore_errors=True)
+        (new / part).rename(here / part)
+    new.rmdir()
+    return json.loads((here / "snapshots" / "points.json").read_text())
+
+
+def stray_arguments(argv: list[str], overrides: list[str]) -> str | None:
+    """An error for arguments that argparse took as `g2g train` options although they came before `--`
+    (`--seeds 0 1`: the 1), else None."""
+    given = argv[argv.index("--") + 1:] if "--" in argv else []
+    if overrides == given:
+        return None
+    return (f"unexpected argument(s) {' '.join(overrides[:max(1, len(overrides) - len(given))])}: `g2g train` "
+            "options go after --")
+
+
 def max_time(seconds: int) -> str:
     """trainer.max_time's DD:HH:MM:SS."""
     minutes, s = divmod(seconds, 60)
@@ -181,22 +214,13 @@ def run_one(variant: str, dataset: str, seed: int, args) -> dict:
     from g2g.evaluation.pairs import make_pairs
     from g2g.evaluation.report import run_eval
     from g2g.inference import load
-    from g2g.training import run_training
     torch.set_num_threads(args.threads)
     here = run_dir(args.out_dir, dataset, variant, seed)
     load_start = round(os.getloadavg()[0], 2)
-    (here / "run.json").unlink(missing_ok=True)  # a fresh run: nothing of an earlier one may pass for it
-    for old in ("train", "snapshots", "eval"):
-        shutil.rmtree(here / old, ignore_errors=True)
-    exports = {"class_path": "quality.TimedExports",
-               "init_args": {"dirpath": str(here / "snapshots"), "budget_s": args.budget, "intervals": args.points}}
-    run_training([*preset_args("g2g"), "--data.dataset", dataset,
-                  "--seed_everything", str(seed), "--model.seed", str(seed), "--data.seed", str(seed),
-                  "--trainer.max_time", max_time(args.budget),
-                  "--trainer.default_root_dir", str(here / "train"), "--trainer.enable_progress_bar", "false",
-                  f"--trainer.callbacks+={json.dumps(exports)}", *VARIANTS[variant].overrides, *args.overrides])
+    points = train_staged([*preset_args("g2g"), "--data.dataset", dataset, "--seed_everything", str(seed),
+                           "--model.seed", str(seed), "--data.seed", str(seed), *VARIANTS[variant].overrides,
+                           *args.overrides], here, args.budget, args.points, stale=("eval",))
     start = time.monotonic()
-    points = json.loads((here / "snapshots" / "points.json").read_text())
     model = load(here / "snapshots" / points[-1]["file"])
     size = model.config.image_size
     classifier = load_judge(judge_file(args.out_dir, dataset, size, seed, args.classifier_steps))
@@ -380,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if min(args.budget, args.seeds, args.threads, args.jobs, args.points) < 1:
         p.error("--budget, --seeds, --threads, --jobs and --points must be at least 1")
+    if (stray := stray_arguments(argv, args.overrides)) is not None:
+        p.error(stray)
     if args.judge:
         dataset, seed = args.judge[0], int(args.judge[1])
         train_judge(args.out_dir, dataset, image_size(args.overrides), seed, args.classifier_steps)

@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from g2g.configs import preset_args  # noqa: E402
-from fonts import cell, code_digest, collapse_words, reusable, seed_options, spawn, train_timed  # noqa: E402
-from quality import docs_or_benchmark, EVAL, BenchmarkError, judge_file, load_judge, slug, summary, train_judge  # noqa: E402
+from fonts import cell, code_digest, collapse_words, reusable, seed_options, spawn  # noqa: E402
+from quality import (docs_or_benchmark, EVAL, BenchmarkError, judge_file, load_judge, slug, stray_arguments,  # noqa: E402
+                     summary, train_judge, train_staged)
 
 DATASETS = ("scenes", "parts", "shapes", "digits")
 TUNED_ON = ("shapes", "digits")  # the data the presets were tuned on
@@ -63,9 +64,9 @@ def run_one(preset: str, dataset: str, seed: int, args) -> dict:
     from g2g.evaluation.report import run_eval
     torch.set_num_threads(args.threads)
     here = args.out_dir / dataset / slug(preset) / f"seed{seed}"
-    points = train_timed([*preset_args(preset), "--data.dataset", dataset, "--data.image_size", str(args.size),
-                          "--trainer.max_steps", "-1", "--trainer.max_epochs", "-1", *seed_options(seed),
-                          *args.overrides], here, args.budget)
+    points = train_staged([*preset_args(preset), "--data.dataset", dataset, "--data.image_size", str(args.size),
+                           "--trainer.max_steps", "-1", "--trainer.max_epochs", "-1", *seed_options(seed),
+                           *args.overrides], here, args.budget)
     start = time.monotonic()
     classifier = load_judge(judge_file(args.out_dir, dataset, args.size, seed, args.classifier_steps))
     report = run_eval(here / "snapshots" / points[-1]["file"], data=dataset, out_dir=here / "eval", seed=seed,
@@ -233,6 +234,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.argv = argv
     if min(args.budget, args.threads, args.jobs, args.classifier_steps) < 1 or not args.seeds:
         p.error("--budget, --threads, --jobs and --classifier-steps must be at least 1, --seeds not empty")
+    if (stray := stray_arguments(argv, args.overrides)) is not None:
+        p.error(f"{stray}; seeds are comma-separated (--seeds 0,1,2)")
     if args.from_json is not None and not args.write_docs:
         p.error("--from-json writes the doc: give --write-docs with it")
     return args

@@ -124,7 +124,7 @@ def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
     (here / "snapshots" / "step9.safetensors").write_bytes(b"model")
     (here / "run.json").write_text('{"steps": 9}')
     with pytest.raises(ValueError, match="unrecognized arguments: --no-such-option"):
-        fonts.train_timed(["--no-such-option", "1"], here, 60)
+        fonts.train_staged(["--no-such-option", "1"], here, 60)
     assert (here / "run.json").read_text() == '{"steps": 9}'
     assert (here / "snapshots" / "step9.safetensors").read_bytes() == b"model"
 
@@ -132,7 +132,7 @@ def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
 def test_stray_arguments_are_refused_before_anything_runs(capsys):
     with pytest.raises(SystemExit):
         fonts.parse(["--seeds", "0", "1", "--", "--data.batch_size", "8"])
-    assert "unexpected argument(s) 1: seeds are comma-separated (--seeds 0,1,2)" in capsys.readouterr().err
+    assert "unexpected argument(s) 1: `g2g train` options go after --; seeds are comma-separated" in capsys.readouterr().err
     assert fonts.parse(["--seeds", "0,1", "--", "--data.batch_size", "8"]).overrides == ["--data.batch_size", "8"]
 
 

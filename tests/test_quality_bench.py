@@ -107,6 +107,14 @@ def test_time_budget_and_file_names():
     assert quality.image_size([]) == 32
 
 
+def test_arguments_before_the_separator_never_reach_g2g_train(capsys):
+    assert quality.stray_arguments(["--seeds", "2", "--", "--data.batch_size", "8"], ["--data.batch_size", "8"]) is None
+    assert quality.stray_arguments(["--seeds", "2"], []) is None
+    with pytest.raises(SystemExit):
+        quality.main(["--seeds", "2", "3", "--", "--data.batch_size", "8"])
+    assert "unexpected argument(s) 3: `g2g train` options go after --" in capsys.readouterr().err
+
+
 def test_a_run_is_not_reused_after_the_code_changes(tmp_path, monkeypatch):
     module = tmp_path / "src" / "g2g" / "networks" / "net.py"
     module.parent.mkdir(parents=True)
