@@ -1,6 +1,7 @@
 """The general recipe's pieces: the normalised content code, the distorted content view, and the preset."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from g2g.configs import load_preset
@@ -28,6 +29,22 @@ def test_content_norm_travels_with_the_arch_config():
     config = generator_config(**{**TINY, "content_norm": True})
     assert Generator(config).content_encoder.normalize_code
     assert not Generator(generator_config(**TINY)).content_encoder.normalize_code
+
+
+def test_quantised_content_code_takes_only_its_levels_and_passes_gradients():
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 16, 16, requires_grad=True)
+    for levels, values in ((2, {-1.0, 1.0}), (3, {-1.0, 0.0, 1.0})):
+        enc = Generator(generator_config(**{**TINY, "content_norm": True, "n_content_levels": levels})).content_encoder
+        code = enc(x * 2 - 1)
+        assert set(code.unique().tolist()) == values                         # every level used, no other value
+        x.grad = None
+        (code * torch.randn_like(code)).sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0                 # straight through the rounding
+    continuous = Generator(generator_config(**{**TINY, "content_norm": True})).content_encoder(x)
+    assert continuous.unique().numel() > 5
+    with pytest.raises(ValueError, match="n_content_levels must be 0"):
+        generator_config(**{**TINY, "n_content_levels": 1})
 
 
 def test_distorted_view_is_seeded_bounded_and_off_at_zero():

@@ -40,14 +40,18 @@ class G2GArch(ArchConfig):
     decoder_norm: str = "adain"   # "adain" (normalise, then class-conditioned affine) or "film" (affine only)
     content_norm: bool = False    # instance-normalise the content code (per channel and image)
     content_centre: bool = False  # subtract the mean content code of other images of the image's class
+    n_content_levels: int = 0     # ≥ 2: each content number rounded to this many values in [-1, 1]; 0: continuous
 
     def validate(self) -> None:
         _check_choice("class_pool", self.class_pool, CLASS_POOLS)
         _check_choice("decoder_norm", self.decoder_norm, ("adain", "film"))
+        if self.n_content_levels == 1:
+            raise ValueError("n_content_levels must be 0 (a continuous content code) or at least 2, not 1")
 
     def build(self, learned: bool = True) -> tuple[nn.Module, nn.Module | None, nn.Module]:
         content = ContentEncoder(self.channels, self.nf, self.n_downs_content, self.n_res_content,
-                                 self.content_channels, self.max_channels, self.content_norm)
+                                 self.content_channels, self.max_channels, self.content_norm,
+                                 self.n_content_levels)
         klass = ClassEncoder(self.channels, self.nf, self.n_downs_class, self.class_dim, self.max_channels,
                              self.class_pool) if learned else None
         decoder = AdaINDecoder(self.content_channels, self.class_dim, self.nf, self.n_downs_content,

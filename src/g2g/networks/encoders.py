@@ -28,18 +28,32 @@ class ContentEncoder(nn.Module):
     Instance normalisation throughout removes per-image colour statistics, which belong to the class;
     the final 1×1 projection to few channels is the content bottleneck. normalize_code: the code itself
     is instance-normalised too (zero mean, unit variance per channel and image), so it says where things
-    are relative to each other, not how much of them there is (stroke weight, contrast, size)."""
+    are relative to each other, not how much of them there is (stroke weight, contrast, size). levels
+    (≥ 2): each number of the code is squashed into [-1, 1] and rounded to one of `levels` evenly spaced
+    values (`quantize`), so the code is a small alphabet per position; 0 leaves it continuous."""
 
     def __init__(self, in_channels: int = 3, nf: int = 32, n_downs: int = 2, n_res: int = 1,
-                 code_channels: int = 2, max_channels: int = 256, normalize_code: bool = False):
+                 code_channels: int = 2, max_channels: int = 256, normalize_code: bool = False,
+                 levels: int = 0):
         super().__init__()
         self.net = nn.Sequential(*conv_trunk(in_channels, nf, n_downs, n_res, code_channels, max_channels,
                                              "in", "relu"))
         self.normalize_code = normalize_code
+        self.levels = levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         code = self.net(x)
-        return instance_norm(code) if self.normalize_code else code
+        code = instance_norm(code) if self.normalize_code else code
+        return quantize(code, self.levels) if self.levels else code
+
+
+def quantize(code: torch.Tensor, levels: int) -> torch.Tensor:
+    """Finite scalar quantisation: tanh(code) rounded to `levels` evenly spaced values in [-1, 1] (2: the
+    sign); the gradient passes the rounding as if it were not there (straight-through)."""
+    squashed = torch.tanh(code)
+    steps = levels - 1
+    rounded = torch.round((squashed + 1) * (steps / 2)) * (2 / steps) - 1
+    return squashed + (rounded - squashed).detach()
 
 
 CLASS_POOLS = ("mean", "max")
