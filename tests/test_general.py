@@ -7,7 +7,7 @@ import torch
 from g2g.configs import load_preset
 from g2g.hparams import LossWeights
 from g2g.networks.encoders import ContentEncoder
-from g2g.networks.generator import Generator, generator_config
+from g2g.networks.generator import Generator, config_from_dict, generator_config
 from g2g.wiring import _augmented, g2g_forward
 
 from helpers import TINY
@@ -41,6 +41,8 @@ def test_quantised_content_code_takes_only_its_levels_and_passes_gradients():
         x.grad = None
         (code * torch.randn_like(code)).sum().backward()
         assert x.grad is not None and x.grad.abs().sum() > 0                 # straight through the rounding
+    config = generator_config(**{**TINY, "n_content_levels": 3})
+    assert Generator(config_from_dict(config.to_dict())).content_encoder.levels == 3   # travels with the weights
     continuous = Generator(generator_config(**{**TINY, "content_norm": True})).content_encoder(x)
     assert continuous.unique().numel() > 5
     with pytest.raises(ValueError, match="n_content_levels must be 0"):
