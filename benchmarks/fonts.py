@@ -446,6 +446,22 @@ def doc_name(results: dict) -> str:
     return results.get("doc_name", DOC_NAME)
 
 
+TITLE = "# Fonts: the approaches on real glyphs, "  # the first line of every page of this benchmark
+
+
+def other_pages(results: dict, docs_dir: Path) -> str:
+    """A line linking the other pages of this benchmark in docs_dir (other budgets, other runs), each with
+    what its title says; empty when there are none."""
+    links = []
+    for page in sorted(docs_dir.glob("*.md")):
+        if page.stem == doc_name(results):
+            continue
+        first = page.read_text().split("\n", 1)[0]
+        if first.startswith(TITLE):
+            links.append(f"[{page.name}]({page.name}) ({first[len(TITLE):]})")
+    return f"\nOther pages of this benchmark: {', '.join(links)}.\n" if links else ""
+
+
 def pictures(results: dict, docs_dir: Path) -> str:
     """NAME_swaps.png and NAME_grid.png from the best seed (held-out 8-shot PSNR) of the first method; a
     line saying which, or why there are none."""
@@ -503,7 +519,7 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
         sentences=block([sentence(results, m) for m in results["methods"]]),
         runs=block([_run_line(r) for r in results["runs"]]),
         failed=("\nFailed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
-        rescored=rescored_words(results), doc=doc_name(results),
+        rescored=rescored_words(results), doc=doc_name(results), others=other_pages(results, docs_dir),
         pictures=pictures(results, docs_dir))
     out = docs_dir / f"{doc_name(results)}.md"
     out.write_text(text + "\n")

@@ -146,6 +146,10 @@ def test_a_named_doc_is_a_page_of_its_own_with_its_own_pictures(tmp_path, capsys
     assert not (docs / "fonts.md").exists()
     assert fonts.main(["--from-json", str(saved), "--write-docs", "--docs-dir", str(docs), "--doc-name", "other"]) == 0
     assert (docs / "other.md").is_file()    # the option overrides the saved name
+    (docs / "design.md").write_text("# Design\n")
+    text = (docs / "other.md").read_text()  # pages of this benchmark link each other; other docs are not linked
+    assert "\nOther pages of this benchmark: [fonts-60s.md](fonts-60s.md) (60 s of training a run).\n" in text
+    assert "other.md](" not in text and "design.md" not in text
     with pytest.raises(SystemExit):
         fonts.parse(["--doc-name", "../fonts"])
     assert "--doc-name '../fonts': use letters, digits, - and _ only" in capsys.readouterr().err
