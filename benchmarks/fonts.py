@@ -446,19 +446,19 @@ def doc_name(results: dict) -> str:
     return results.get("doc_name", DOC_NAME)
 
 
-TITLE = "# Fonts: the approaches on real glyphs, "  # the first line of every page of this benchmark
-
-
 def other_pages(results: dict, docs_dir: Path) -> str:
-    """A line linking the other pages of this benchmark in docs_dir (other budgets, other runs), each with
-    what its title says; empty when there are none."""
+    """A line linking the other pages of this benchmark in docs_dir (other budgets, other runs): the pages
+    whose first line begins as the template's title does, each with the rest of its title; empty when
+    there are none."""
+    from doc_template import TEMPLATES
+    title = (TEMPLATES / "fonts.md").read_text().split("\n", 1)[0].split("$", 1)[0]
     links = []
     for page in sorted(docs_dir.glob("*.md")):
         if page.stem == doc_name(results):
             continue
         first = page.read_text().split("\n", 1)[0]
-        if first.startswith(TITLE):
-            links.append(f"[{page.name}]({page.name}) ({first[len(TITLE):]})")
+        if first.startswith(title):
+            links.append(f"[{page.name}]({page.name}) ({first[len(title):]})")
     return f"\nOther pages of this benchmark: {', '.join(links)}.\n" if links else ""
 
 
