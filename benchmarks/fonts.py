@@ -132,10 +132,26 @@ def spawn(script: str, argv: list[str], threads: int, log: Path) -> tuple[int, f
     return rc, round(time.monotonic() - start, 1)
 
 
-def reusable(path: Path, settings: dict) -> dict | None:
-    """The record at path when it was made with these settings."""
+def reusable(path: Path, settings: dict, older: bool = False) -> dict | None:
+    """The record at path when it was made with these settings; with older, also when it was made with
+    another version of the code (its record keeps the code digest it was trained with)."""
     old = json.loads(path.read_text()) if path.is_file() else None
-    return old if old is not None and old.get("settings") == settings else None
+    if old is None or "settings" not in old:
+        return None
+    strip = (lambda d: {k: v for k, v in d.items() if k != "code"}) if older else (lambda d: d)
+    return old if strip(old["settings"]) == strip(settings) else None
+
+
+def older_words(runs: list[dict], codes: dict[str, str], key: str) -> str:
+    """A sentence on runs reused from another version of the code (--reuse-older); runs[i][key] names the
+    method or preset whose current code digest codes holds."""
+    older = [r for r in runs if "settings" in r and r[key] in codes and r["settings"]["code"] != codes[r[key]]]
+    if not older:
+        return ""
+    names = ", ".join(dict.fromkeys(r[key] for r in older))
+    return (f"\n{len(older)} of the {_runs(len(runs))} ({names}) were trained with another version of the code and "
+            "reused (`--reuse-older`): the same settings otherwise; each run's record holds the code digest it was "
+            "trained with (settings).\n")
 
 
 def seed_options(seed: int) -> list[str]:
@@ -264,7 +280,7 @@ def run_benchmark(args) -> dict:
             if args.rescore:
                 rescorable(path, m, s)
                 todo.append((m, s))
-            elif (old := reusable(path, run_settings(args, m))) is not None:
+            elif (old := reusable(path, run_settings(args, m), m in args.reuse_older)) is not None:
                 records[(m, s)] = old
             else:
                 todo.append((m, s))
@@ -296,6 +312,7 @@ def run_benchmark(args) -> dict:
                "jobs": args.jobs, "pairs": args.pairs, "judge_steps": args.judge_steps, "seeds": args.seeds,
                "overrides": args.overrides, "methods": args.methods, "method_table": table, "judges": seeds,
                "out_dir": str(args.out_dir), "doc_name": args.doc_name or DOC_NAME,
+               "codes": {m: run_settings(args, m)["code"] for m in args.methods},
                "runs": [records[(m, s)] for m in args.methods for s in args.seeds]}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -519,7 +536,8 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
         sentences=block([sentence(results, m) for m in results["methods"]]),
         runs=block([_run_line(r) for r in results["runs"]]),
         failed=("\nFailed runs (left out of the tables): " + "; ".join(failed) + ".\n") if failed else "",
-        rescored=rescored_words(results), doc=doc_name(results), others=other_pages(results, docs_dir),
+        rescored=rescored_words(results) + older_words(results["runs"], results.get("codes", {}), "method"),
+        doc=doc_name(results), others=other_pages(results, docs_dir),
         pictures=pictures(results, docs_dir))
     out = docs_dir / f"{doc_name(results)}.md"
     out.write_text(text + "\n")
@@ -581,6 +599,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rescore", action="store_true",
                    help="score the finished runs in --out-dir again with this checkout's evaluation, without "
                         "training (their training records kept, each marked rescored)")
+    p.add_argument("--reuse-older", nargs="+", default=[], choices=list(METHODS), metavar="NAME",
+                   help="reuse these methods' finished runs made with another version of the code when their "
+                        "other settings match (the doc says so), instead of training them again")
     p.add_argument("--run", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     p.add_argument("--rescore-run", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     p.add_argument("--judge", type=int, metavar="SEED", help=argparse.SUPPRESS)

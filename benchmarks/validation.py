@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from g2g.configs import preset_args  # noqa: E402
-from fonts import cell, code_digest, collapse_words, reusable, seed_options, spawn  # noqa: E402
+from fonts import cell, code_digest, collapse_words, older_words, reusable, seed_options, spawn  # noqa: E402
 from quality import (docs_or_benchmark, EVAL, BenchmarkError, judge_file, load_judge, slug, stray_arguments,  # noqa: E402
                      summary, train_judge, train_staged)
 
@@ -102,7 +102,8 @@ def run_benchmark(args) -> dict:
     for d in args.datasets:
         for p in args.presets:
             for s in args.seeds:
-                old = reusable(args.out_dir / d / slug(p) / f"seed{s}" / "run.json", run_settings(args, p))
+                old = reusable(args.out_dir / d / slug(p) / f"seed{s}" / "run.json", run_settings(args, p),
+                               p in args.reuse_older)
                 if old is not None:
                     records[(d, p, s)] = old
                 else:
@@ -133,7 +134,7 @@ def run_benchmark(args) -> dict:
                "budget_s": args.budget, "threads": args.threads, "jobs": args.jobs, "seeds": args.seeds,
                "classifier_steps": args.classifier_steps, "overrides": args.overrides, "presets": args.presets,
                "datasets": args.datasets, "eval": run_settings(args, args.presets[0])["eval"],
-               "out_dir": str(args.out_dir),
+               "out_dir": str(args.out_dir), "codes": {p: run_settings(args, p)["code"] for p in args.presets},
                "runs": [records[(d, p, s)] for d in args.datasets for p in args.presets for s in args.seeds]}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -202,7 +203,8 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
                   size=results["size"], threads=results["threads"], seeds=", ".join(map(str, results["seeds"])),
                   overrides=" ".join(results["overrides"]) or "none", n_pairs=results["eval"]["n_pairs"],
                   classifier_steps=results["classifier_steps"], table=table(results), rule=rule, best=best,
-                  ranks=", ".join(f"{p} {r:.2f}" for p, r in order))
+                  ranks=", ".join(f"{p} {r:.2f}" for p, r in order),
+                  older=older_words(results["runs"], results.get("codes", {}), "preset"))
     docs_dir.mkdir(parents=True, exist_ok=True)
     out = docs_dir / "validation.md"
     out.write_text(text + "\n")
@@ -214,6 +216,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["g2g", "general"], metavar="NAME")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--reuse-older", nargs="+", default=[], metavar="NAME",
+                   help="reuse these presets' finished runs made with another version of the code when their other "
+                        "settings match (the doc says so), instead of training them again")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0],
                    help="comma-separated seeds (default: 0)")
     p.add_argument("--budget", type=int, default=510, help="seconds of training per run (default: %(default)s)")

@@ -129,6 +129,23 @@ def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
     assert (here / "snapshots" / "step9.safetensors").read_bytes() == b"model"
 
 
+def test_runs_of_older_code_are_reused_only_when_asked_and_the_doc_says_so(tmp_path):
+    settings = {"code": "new", "budget_s": 600}
+    path = tmp_path / "run.json"
+    record = {"method": "naive", "seed": 0, "settings": {"code": "old", "budget_s": 600}}
+    path.write_text(json.dumps(record))
+    assert fonts.reusable(path, settings) is None
+    assert fonts.reusable(path, settings, older=True) == record
+    assert fonts.reusable(path, {**settings, "budget_s": 60}, older=True) is None   # other settings still count
+    fresh = {"method": "general", "seed": 0, "settings": {"code": "g", "budget_s": 600}}
+    codes = {"naive": "new", "general": "g"}
+    assert fonts.older_words([fresh], codes, "method") == ""
+    assert fonts.older_words([fresh, record], codes, "method") == (
+        "\n1 of the 2 runs (naive) were trained with another version of the code and reused (`--reuse-older`): "
+        "the same settings otherwise; each run's record holds the code digest it was trained with (settings).\n")
+    assert fonts.parse(["--reuse-older", "naive", "cyclefunit"]).reuse_older == ["naive", "cyclefunit"]
+
+
 def test_stray_arguments_are_refused_before_anything_runs(capsys):
     with pytest.raises(SystemExit):
         fonts.parse(["--seeds", "0", "1", "--", "--data.batch_size", "8"])
