@@ -243,6 +243,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error(f"{stray}; seeds are comma-separated (--seeds 0,1,2)")
     if args.from_json is not None and not args.write_docs:
         p.error("--from-json writes the doc: give --write-docs with it")
+    if unknown := [n for n in args.reuse_older if n not in args.presets]:
+        p.error(f"--reuse-older {' '.join(unknown)}: not among --presets {' '.join(args.presets)}")
     return args
 
 

@@ -129,7 +129,7 @@ def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
     assert (here / "snapshots" / "step9.safetensors").read_bytes() == b"model"
 
 
-def test_runs_of_older_code_are_reused_only_when_asked_and_the_doc_says_so(tmp_path):
+def test_runs_of_older_code_are_reused_only_when_asked_and_the_doc_says_so(tmp_path, capsys):
     settings = {"code": "new", "budget_s": 600}
     path = tmp_path / "run.json"
     record = {"method": "naive", "seed": 0, "settings": {"code": "old", "budget_s": 600}}
@@ -144,6 +144,9 @@ def test_runs_of_older_code_are_reused_only_when_asked_and_the_doc_says_so(tmp_p
         "\n1 of the 2 runs (naive) were trained with another version of the code and reused (`--reuse-older`): "
         "the same settings otherwise; each run's record holds the code digest it was trained with (settings).\n")
     assert fonts.parse(["--reuse-older", "naive", "cyclefunit"]).reuse_older == ["naive", "cyclefunit"]
+    with pytest.raises(SystemExit):
+        validation.parse(["--presets", "general", "--reuse-older", "g2g"])
+    assert "--reuse-older g2g: not among --presets general" in capsys.readouterr().err
 
 
 def test_stray_arguments_are_refused_before_anything_runs(capsys):
