@@ -138,8 +138,8 @@ def reusable(path: Path, settings: dict, older: bool = False) -> dict | None:
     old = json.loads(path.read_text()) if path.is_file() else None
     if old is None or "settings" not in old:
         return None
-    strip = (lambda d: {k: v for k, v in d.items() if k != "code"}) if older else (lambda d: d)
-    return old if strip(old["settings"]) == strip(settings) else None
+    same = old["settings"] == settings or (older and {**old["settings"], "code": None} == {**settings, "code": None})
+    return old if same else None
 
 
 def older_words(runs: list[dict], codes: dict[str, str], key: str) -> str:
