@@ -116,8 +116,9 @@ def test_block_dci_of_a_perfectly_disentangled_code_is_about_one():
 
 # ---- the training callback ----
 
-def _alarm_run(generator, batch, step, every=5, threshold=0.5):
-    alarm = CopyThroughAlarm(every_n_steps=every, threshold=threshold, n_pairs=len(batch["x1"]))
+def _alarm_run(generator, batch, step, every=5, threshold=0.5, patience=1, alarm=None):
+    alarm = alarm or CopyThroughAlarm(every_n_steps=every, threshold=threshold, n_pairs=len(batch["x1"]),
+                                      patience=patience)
     logged = []
     module = SimpleNamespace(generator_ema=generator, device=torch.device("cpu"),
                              log=lambda name, value: logged.append((name, value)))
@@ -144,6 +145,21 @@ def test_alarm_warns_for_the_copy_model_only(shapes):
         assert logged == []
 
 
+def test_alarm_waits_for_copy_through_at_consecutive_checks(shapes):
+    batch = _batch(shapes)
+    alarm = CopyThroughAlarm(every_n_steps=5, n_pairs=len(batch["x1"]))         # patience 2 by default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _alarm_run(CopyGenerator(), batch, step=5, alarm=alarm)               # an early phase of copying …
+        _alarm_run(ColourGenerator(), batch, step=10, alarm=alarm)            # … that passes: no alarm
+        _alarm_run(CopyGenerator(), batch, step=15, alarm=alarm)
+    assert alarm.streak == 1
+    with pytest.warns(UserWarning, match=r"copy-through alarm at step 20 \(since step 15\): in 100 %"):
+        _alarm_run(CopyGenerator(), batch, step=20, alarm=alarm)              # copying that lasts: the alarm
+    with pytest.raises(ValueError, match="patience"):
+        CopyThroughAlarm(patience=0)
+
+
 def test_alarm_on_a_real_module_and_datamodule(tiny_config):
     from g2g.data.datamodule import G2GDataModule
     from g2g.module import G2GModule
@@ -161,9 +177,10 @@ def test_train_cli_exposes_the_alarm_options(capsys, monkeypatch):
     from g2g.training import run_training
     monkeypatch.setattr(sys, "argv", ["g2g"])
     with pytest.raises(SystemExit):
-        run_training(["--print_config", "--copy_through.threshold", "0.3", "--copy_through.every_n_steps", "50"])
+        run_training(["--print_config", "--copy_through.threshold", "0.3", "--copy_through.every_n_steps", "50",
+                      "--copy_through.patience", "3"])
     out = capsys.readouterr().out
-    assert "copy_through:" in out and "threshold: 0.3" in out and "every_n_steps: 50" in out
+    assert "copy_through:" in out and "threshold: 0.3" in out and "every_n_steps: 50" in out and "patience: 3" in out
 
 
 # ---- external networks: offline, never downloading ----
