@@ -23,7 +23,16 @@ class _PanelPairsAlarm(Callback):
     alarm = "alarm"
     every_n_steps: int
     n_pairs: int
+    patience: int
+    streak = 0   # consecutive failed checks …
+    _since = -1  # … since this step
     _batch: dict | None = None
+
+    def _count(self, failed: bool, step: int) -> bool:
+        """Record one check at `step`; whether `patience` checks in a row have now failed."""
+        self.streak = self.streak + 1 if failed else 0
+        self._since = step if self.streak == 1 else self._since
+        return self.streak >= self.patience
 
     def _pairs(self, trainer, pl_module) -> dict | None:
         """The datamodule's fixed batch of n_pairs (`panel_batch(n)`) on the module's device, kept to the
@@ -78,8 +87,6 @@ class CopyThroughAlarm(_PanelPairsAlarm):
         self.threshold = threshold
         self.n_pairs = n_pairs
         self.patience = patience
-        self.streak = 0  # consecutive checks over the threshold …
-        self._since = -1  # … since this step
         self._last_step = -1
         self.last_rate: float | None = None
         self.n_checked = 0  # pairs in the fixed batch
@@ -94,9 +101,7 @@ class CopyThroughAlarm(_PanelPairsAlarm):
             return
         self.last_rate = rate
         pl_module.log("train/copy_through", rate)
-        self.streak = self.streak + 1 if rate > self.threshold else 0
-        self._since = step if self.streak == 1 else self._since
-        if self.streak >= self.patience:
+        if self._count(rate > self.threshold, step):
             since = f" (since step {self._since})" if self._since != step else ""
             rank_zero_warn(
                 f"copy-through alarm at step {step}{since}: in {100 * rate:.0f} % of {self.n_checked} fixed pairs "
@@ -144,8 +149,6 @@ class CollapseAlarm(_PanelPairsAlarm):
             raise ValueError("collapse alarm: every_n_steps ≥ 0, min_step ≥ 0, patience ≥ 1 and n_pairs ≥ 1")
         self.every_n_steps, self.min_step, self.patience, self.n_pairs = every_n_steps, min_step, patience, n_pairs
         self._last_step = -1
-        self.streak = 0  # consecutive collapsed checks …
-        self._since = -1  # … since this step
         self.last: Diagnosis | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -181,8 +184,7 @@ class CollapseAlarm(_PanelPairsAlarm):
             return None
         self.last = diagnose(_eval_generator(pl_module), b["x1"], b["x2"], b["ref1"], b["ref2"])
         self._last_step = trainer.global_step
-        self.streak = self.streak + 1 if self.last.collapsed else 0
-        self._since = self._last_step if self.streak == 1 else self._since
+        self._count(self.last.collapsed, self._last_step)
         return self.last
 
 
