@@ -212,6 +212,24 @@ def test_redrawn_x1_shows_whether_a_model_draws_its_own_characters_back(splits):
     assert "redrawn" not in font_swap_scores(None, train, test, n_pairs=20, judges=judges)["held-out fonts"]
 
 
+def test_misreadings_name_the_characters_the_judge_reads_instead(splits):
+    train, test = splits
+    judges = perfect_judges(train, test)
+    first = train.charset[0]
+    right = font_swap_scores(Oracle(train, test), train, test, n_pairs=50, judges=judges)
+    wrong = font_swap_scores(FontOnly(train, test), train, test, n_pairs=50, judges=judges)
+    c1 = font_pairs(test.num_classes, len(test.charset), 50, 0, judges.pair_chars, 8)["c1"]
+    expected = sorted(([test.charset[c], first, int((c1 == c).sum())] for c in c1.unique().tolist()
+                       if test.charset[c] != first), key=lambda m: (-m[2], test.charset.index(m[0])))[:5]
+    for part in (wrong["held-out fonts"]["rows"]["model 8-shot"], wrong["held-out fonts"]["redrawn"]):
+        assert part["misread"] == expected
+    assert right["held-out fonts"]["rows"]["model 8-shot"]["misread"] == right["held-out fonts"]["redrawn"]["misread"] == []
+    lines = "\n".join(fonts_lines(wrong))
+    m = expected[0]
+    assert "Most frequent misreadings of m1 (model 8-shot; readable answers" in lines
+    assert f"'{m[0]}' → '{first}' {m[2]}" in lines and "most frequent misreadings: none" in "\n".join(fonts_lines(right))
+
+
 def test_character_kept_readable_counts_only_answers_the_judge_reads(splits):
     train, test = splits
     judges = perfect_judges(train, test)

@@ -170,7 +170,8 @@ def _model_swaps(model, x1: torch.Tensor, refs: torch.Tensor, k_shots, own: torc
 def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: nn.Module) -> dict:
     """Per-pair numbers of one kind of mixed image.  # each (n,)"""
     out = M.per_image_metrics(m, true)
-    out["character_kept"] = (_read(character, m) == pairs["c1"]).float()
+    out["character_read"] = _read(character, m)
+    out["character_kept"] = (out["character_read"] == pairs["c1"]).float()
     out["font_transferred"] = (_read(font, m) == pairs["f2"]).float()
     out["copy_through"] = M.copy_through(m, x1, target=true).float()
     return out
@@ -179,9 +180,19 @@ def _scores(m: torch.Tensor, x1, true, pairs: dict, character: nn.Module, font: 
 def _redrawn_scores(m: torch.Tensor, x1, pairs: dict, character: nn.Module, font: nn.Module) -> dict:
     """Per-pair numbers of x1 redrawn from its own codes, against x1 and x1's font.  # each (n,)"""
     out = M.per_image_metrics(m, x1)
-    out["character_kept"] = (_read(character, m) == pairs["c1"]).float()
+    out["character_read"] = _read(character, m)
+    out["character_kept"] = (out["character_read"] == pairs["c1"]).float()
     out["font_kept"] = (_read(font, m) == pairs["f1"]).float()
     return out
+
+
+def _misreadings(read: torch.Tensor, answer: torch.Tensor, readable: torch.Tensor, charset: str,
+                 top: int = 5) -> list[list]:
+    """The most frequent misreadings among the readable pairs: [[character, read as, count], …], most first."""
+    wrong = (read != answer) & readable.bool()
+    pairs, counts = torch.stack([answer[wrong], read[wrong]], 1).unique(dim=0, return_counts=True)
+    order = sorted(range(len(counts)), key=lambda i: (-int(counts[i]), pairs[i].tolist()))[:top]
+    return [[charset[int(pairs[i, 0])], charset[int(pairs[i, 1])], int(counts[i])] for i in order]
 
 
 def _summary(values: dict[str, torch.Tensor], readable: torch.Tensor, seed: int,
@@ -226,12 +237,16 @@ def _split_scores(model, train_ds, ds, split: str, judges: FontJudges, n_pairs, 
             for key, v in _scores(m, x1, true, p, judges.character, judges.fonts[split]).items():
                 per_pair.setdefault(row, {}).setdefault(key, []).append(v)
     answers = torch.cat(readable)
-    rows = {row: _summary({k: torch.cat(v) for k, v in values.items()}, answers, seed)
-            for row, values in per_pair.items()}
+    rows = {}
+    for row, values in per_pair.items():
+        cat = {k: torch.cat(v) for k, v in values.items()}
+        rows[row] = {**_summary(cat, answers, seed),
+                     "misread": _misreadings(cat["character_read"], pairs["c1"], answers, ds.charset)}
     out = {"pairs": n_pairs, "fonts": ds.num_classes, "rows": rows}
     if redrawn:
-        out["redrawn"] = _summary({k: torch.cat(v) for k, v in redrawn.items()}, torch.cat(x1_readable), seed,
-                                  REDRAWN)
+        cat, x1_answers = {k: torch.cat(v) for k, v in redrawn.items()}, torch.cat(x1_readable)
+        out["redrawn"] = {**_summary(cat, x1_answers, seed, REDRAWN),
+                          "misread": _misreadings(cat["character_read"], pairs["c1"], x1_answers, ds.charset)}
     return out
 
 

@@ -151,13 +151,23 @@ def fonts_lines(section: dict) -> list[str]:
             pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "character_kept_readable",
                                                                 "font_transferred", "copy_through"))
             lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
+        model_rows = [name for name in part["rows"] if name.startswith("model ")]
+        if model_rows and "misread" in part["rows"][model_rows[-1]]:
+            lines += ["", f"Most frequent misreadings of m1 ({model_rows[-1]}; readable answers, character: what the "
+                      f"judge read, times): {_misread(part['rows'][model_rows[-1]]['misread'])}."]
         if "redrawn" in part:
             r = part["redrawn"]
             lines += ["", f"Redrawn (x1's content code with the {max(section['settings']['k_shots'])}-shot class code "
                       f"of its own font; what the model draws back of its own): PSNR against x1 {_val(r, 'psnr')}, "
                       f"SSIM {r['ssim']:.3f}, character kept {100 * r['character_kept']:.1f} % (readable: "
-                      f"{100 * r['character_kept_readable']:.1f} %), font kept {100 * r['font_kept']:.1f} %."]
+                      f"{100 * r['character_kept_readable']:.1f} %), font kept {100 * r['font_kept']:.1f} %"
+                      + (f"; most frequent misreadings: {_misread(r['misread'])}." if "misread" in r else ".")]
     return lines
+
+
+def _misread(items: list[list]) -> str:
+    """'F' → 'P' 29, 's' → 'o' 23 (none: "none")."""
+    return ", ".join(f"'{c}' → '{read}' {n}" for c, read, n in items) or "none"
 
 
 def to_markdown(report: dict) -> str:
