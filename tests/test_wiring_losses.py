@@ -108,6 +108,22 @@ def test_reconstruction_and_code_losses():
     assert losses.activation_l2(torch.tensor([[1.0, -2.0], [3.0, 0.0]])).item() == pytest.approx(14 / 4)
 
 
+def test_reconstruction_edge_and_pyramid_terms_on_known_images():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :, 2:] = 1.0                       # a vertical edge between columns 1 and 2
+    shifted = torch.zeros(1, 1, 4, 4)
+    shifted[..., :, 3:] = 1.0                      # the same edge one pixel to the right
+    blurred = torch.full((1, 1, 4, 4), 0.5)        # no edge at all
+    assert losses.reconstruction(shifted, target) == losses.l1(shifted, target) == pytest.approx(4 / 16)
+    # the error is 1 in column 2 only: 2 horizontal neighbour differences of 1 per row, none vertical
+    assert losses.reconstruction(shifted, target, edges=1.0).item() == pytest.approx(4 / 16 + 8 / 12)
+    assert losses.reconstruction(blurred, target, edges=1.0).item() == pytest.approx(0.5 + 4 / 12)
+    # at ½ the side the shifted edge errs by ½ in one column of two, at ¼ its mean ¼ against ½; the flat
+    # image errs by ½ everywhere at ½ the side and not at all at ¼ (both average ½)
+    assert losses.reconstruction(shifted, target, pyramid=2.0).item() == pytest.approx(0.25 + 2 * (0.25 + 0.25))
+    assert losses.reconstruction(blurred, target, pyramid=1.0).item() == pytest.approx(0.5 + 0.5 + 0.0)
+
+
 def test_class_consistency_is_cross_entropy():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     target = torch.tensor([0, 2])

@@ -86,6 +86,10 @@ class LossWeights(Group):
     """feature matching r vs x"""
     lambda_fm_mixed_long: float = weight(0.0, "critic", "projection", "long")
     """r1 vs m2, r2 vs m1"""
+    recon_edges: float = 0.0
+    """each reconstruction term adds this weight × the L1 of its error's differences between neighbours"""
+    recon_pyramid: float = 0.0
+    """each reconstruction term adds this weight × its L1 at ½ and at ¼ of the side (average-pooled)"""
     content_noise: float = 0.0
     """std of Gaussian noise on content codes in training (a bottleneck)"""
     content_augment: float = 0.0

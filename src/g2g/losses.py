@@ -10,6 +10,21 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
 
 
+def reconstruction(pred: torch.Tensor, target: torch.Tensor, edges: float = 0.0, pyramid: float = 0.0
+                   ) -> torch.Tensor:
+    """L1 of (B, C, H, W) maps; `edges` weighs the L1 of the error's differences between vertical and
+    horizontal neighbours (an edge in the wrong place costs twice), `pyramid` the L1 at ½ and ¼ of the side
+    (average-pooled: the shape before the strokes)."""
+    out = l1(pred, target)
+    if edges:
+        d = pred - target
+        out = out + edges * ((d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., 1:] - d[..., :-1]).abs().mean())
+    if pyramid:
+        for f in (2, 4):
+            out = out + pyramid * l1(F.avg_pool2d(pred, f, ceil_mode=True), F.avg_pool2d(target, f, ceil_mode=True))
+    return out
+
+
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).mean()
 

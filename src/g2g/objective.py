@@ -153,7 +153,8 @@ class G2GObjective:
             with torch.no_grad():
                 target = self.perceptual(target)
             pred = self.perceptual(pred)
-        return {name: getattr(self.loss, f"lambda_{name}") * 2 * losses.l1(p, target)
+        return {name: getattr(self.loss, f"lambda_{name}") * 2 * losses.reconstruction(
+                    p, target, self.loss.recon_edges, self.loss.recon_pyramid)
                 for name, p in zip(names, pred.split(len(target)))}
 
     def equivariance_loss(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> torch.Tensor:
