@@ -226,7 +226,7 @@ def test_misreadings_name_the_characters_the_judge_reads_instead(splits):
     assert right["held-out fonts"]["rows"]["model 8-shot"]["misread"] == right["held-out fonts"]["redrawn"]["misread"] == []
     lines = "\n".join(fonts_lines(wrong))
     m = expected[0]
-    assert "Most frequent misreadings of m1 (model 8-shot; readable answers" in lines
+    assert "Most frequent misreadings of m1 (model 8-shot, among the readable answers" in lines
     assert f"'{m[0]}' → '{first}' {m[2]}" in lines and "most frequent misreadings: none" in "\n".join(fonts_lines(right))
 
 

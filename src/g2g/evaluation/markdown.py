@@ -153,8 +153,8 @@ def fonts_lines(section: dict) -> list[str]:
             lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
         model_rows = [name for name in part["rows"] if name.startswith("model ")]
         if model_rows and "misread" in part["rows"][model_rows[-1]]:
-            lines += ["", f"Most frequent misreadings of m1 ({model_rows[-1]}; readable answers, character: what the "
-                      f"judge read, times): {_misread(part['rows'][model_rows[-1]]['misread'])}."]
+            lines += ["", f"Most frequent misreadings of m1 ({model_rows[-1]}, among the readable answers; character → "
+                      f"what the judge read, how often): {_misread(part['rows'][model_rows[-1]]['misread'])}."]
         if "redrawn" in part:
             r = part["redrawn"]
             lines += ["", f"Redrawn (x1's content code with the {max(section['settings']['k_shots'])}-shot class code "
