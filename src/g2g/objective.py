@@ -141,8 +141,9 @@ class G2GObjective:
 
     def reconstruction_terms(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> dict[str, torch.Tensor]:
         """Short (x̂ vs x) and long (r vs x) reconstruction: L1 of pixels, or of VGG16 features, where the
-        features of x are computed once, without gradients, and those of x̂ and r in one call. Each term is
-        the sum over the pair (x1, x2) of the mean distance."""
+        features of x are computed once, without gradients, and those of x̂ and r in one call, with the
+        `recon_edges` and `recon_pyramid` terms where weighted (`losses.reconstruction`). Each term is the
+        sum over the pair (x1, x2) of the mean distance."""
         images = {"short": (res.x1_hat, res.x2_hat), "long": (res.r1, res.r2)}
         drawn = {name: [im for im in pair if im is not None] for name, pair in images.items()}
         names = [name for name in images if getattr(self.loss, f"lambda_{name}") and len(drawn[name]) == 2]
