@@ -151,10 +151,11 @@ def fonts_lines(section: dict) -> list[str]:
             pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "character_kept_readable",
                                                                 "font_transferred", "copy_through"))
             lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
-        model_rows = [name for name in part["rows"] if name.startswith("model ")]
-        if model_rows and "misread" in part["rows"][model_rows[-1]]:
-            lines += ["", f"Most frequent misreadings of m1 ({model_rows[-1]}, among the readable answers; character → "
-                      f"what the judge read, how often): {_misread(part['rows'][model_rows[-1]]['misread'])}."]
+        shots = {int(name.split()[1].removesuffix("-shot")): name for name in part["rows"] if name.startswith("model ")}
+        most = shots[max(shots)] if shots else None  # the row with the most references
+        if most is not None and "misread" in part["rows"][most]:
+            lines += ["", f"Most frequent misreadings of m1 ({most}, among the readable answers; character → what "
+                      f"the judge read, how often): {_misread(part['rows'][most]['misread'])}."]
         if "redrawn" in part:
             r = part["redrawn"]
             lines += ["", f"Redrawn (x1's content code with the {max(section['settings']['k_shots'])}-shot class code "
