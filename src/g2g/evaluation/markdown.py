@@ -151,9 +151,8 @@ def fonts_lines(section: dict) -> list[str]:
             pct = " | ".join(f"{100 * r[k]:.1f} %" for k in ("character_kept", "character_kept_readable",
                                                                 "font_transferred", "copy_through"))
             lines.append(f"| {name} | {_val(r, 'psnr')} | {r['ssim']:.3f} | {r['l1']:.4f} | {pct} |")
-        shots = {int(name.split()[1].removesuffix("-shot")): name for name in part["rows"] if name.startswith("model ")}
-        most = shots[max(shots)] if shots else None  # the row with the most references
-        if most is not None and "misread" in part["rows"][most]:
+        most = f"model {max(section['settings']['k_shots'])}-shot"  # the row with the most references
+        if "misread" in part["rows"].get(most, {}):
             lines += ["", f"Most frequent misreadings of m1 ({most}, among the readable answers; character → what "
                       f"the judge read, how often): {_misread(part['rows'][most]['misread'])}."]
         if "redrawn" in part:
