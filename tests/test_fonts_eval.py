@@ -13,6 +13,7 @@ from torch import nn
 
 from g2g.data import fonts as font_data
 from g2g.data.fonts import FontsDataset
+from g2g.evaluation.font_codes import content_probes
 from g2g.evaluation.fonts import (FontJudges, fit_font_judges, font_char_grid, font_pairs, font_swap_scores,
                                   swap_panel)
 from g2g.evaluation.markdown import fonts_lines
@@ -230,6 +231,40 @@ def test_misreadings_name_the_characters_the_judge_reads_instead(splits):
     assert f"'{m[0]}' → '{first}' {m[2]}" in lines and "most frequent misreadings: none" in "\n".join(fonts_lines(right))
 
 
+class GreyPixels(CopyX1):
+    """The content code is the image's grey channel: the probes on it are the probes on the pixels."""
+
+    def encode(self, x):
+        return x[:, :1], None
+
+
+class Blank(CopyX1):
+    """The same content code for every image; draws a black 16 px image."""
+
+    def encode(self, x):
+        return torch.zeros(len(x), 1), None
+
+    def decode(self, content, class_code):
+        return -torch.ones(len(content), 3, 16, 16)
+
+
+def test_content_probes_read_the_character_and_the_font_from_the_content_code(splits):
+    train, test = splits
+    same = content_probes(GreyPixels(), train, test, seed=3)
+    for part in ("character", "font"):
+        assert same[part]["code"] == same[part]["pixels"]
+    assert same["character"]["pixels"] > 2 * same["character"]["chance"]
+    blank = content_probes(Blank(), train, test)  # one answer for every glyph: each character or font once in N
+    assert blank["character"]["code"] == pytest.approx(1 / len(train.charset)) == blank["character"]["chance"]
+    assert blank["font"]["code"] == pytest.approx(1 / test.num_classes) == blank["font"]["chance"]
+    section = font_swap_scores(Blank(), train, test, n_pairs=20, judges=perfect_judges(train, test))
+    assert section["content code"]["character"]["code"] == blank["character"]["code"]
+    line = "\n".join(fonts_lines(section))
+    assert (f"the character of the held-out fonts {100 / len(train.charset):.1f} % "
+            f"({100 * blank['character']['pixels']:.1f} %; chance {100 / len(train.charset):.1f} %)") in line
+    assert "content code" not in font_swap_scores(None, train, test, n_pairs=20, judges=perfect_judges(train, test))
+
+
 def test_character_kept_readable_counts_only_answers_the_judge_reads(splits):
     train, test = splits
     judges = perfect_judges(train, test)
@@ -282,6 +317,7 @@ def test_eval_cli_writes_the_fonts_section(font_dir, tmp_path, monkeypatch):
     assert code == 0
     md = (out / "metrics.md").read_text()
     assert "## Fonts: true swaps" in md and "### held-out fonts" in md and "| retrieval 8-shot |" in md
+    assert "What the content code holds (linear probes" in md
     section = json.loads((out / "metrics.json").read_text())["fonts"]
     assert set(section["held-out fonts"]["rows"]) == {"model 1-shot", "model 8-shot", "copy x1", "mean glyph",
                                                       "retrieval 1-shot", "retrieval 8-shot", "true render"}

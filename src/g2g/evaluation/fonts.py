@@ -27,6 +27,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from . import metrics as M
+from .font_codes import content_probes
 from .intervals import bootstrap_ci, bootstrap_ratio_ci
 from .stream import chunk_size
 
@@ -272,6 +273,8 @@ def font_swap_scores(model, train_ds, test_ds, n_pairs: int = 1000, seed: int = 
     out["judges"] = {"accuracy": judges.accuracy, "steps": judges.steps,
                      "image_size": min(int(train_ds.images.shape[-1]), JUDGE_PX),
                      "pair_chars": "".join(charset[i] for i in judges.pair_chars)}
+    if model is not None:
+        out["content code"] = content_probes(model, train_ds, test_ds, seed)
     out["settings"] = {"n_pairs": n_pairs, "seed": seed, "k_shots": list(k_shots)}
     out["runtime_s"] = round(time.monotonic() - start, 1)
     return out

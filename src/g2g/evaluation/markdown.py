@@ -162,6 +162,14 @@ def fonts_lines(section: dict) -> list[str]:
                       f"SSIM {r['ssim']:.3f}, character kept {100 * r['character_kept']:.1f} % (readable: "
                       f"{100 * r['character_kept_readable']:.1f} %), font kept {100 * r['font_kept']:.1f} %"
                       + (f"; most frequent misreadings: {_misread(r['misread'])}." if "misread" in r else ".")]
+    if "content code" in section:
+        char, font = section["content code"]["character"], section["content code"]["font"]
+        lines += ["", "What the content code holds (linear probes; the same probe on the pixels in brackets): the "
+                  f"character of the held-out fonts {100 * char['code']:.1f} % ({100 * char['pixels']:.1f} %; chance "
+                  f"{100 * char['chance']:.1f} %), fitted on the training fonts; the font among the held-out fonts "
+                  f"{100 * font['code']:.1f} % ({100 * font['pixels']:.1f} %; chance {100 * font['chance']:.1f} %), "
+                  "read on characters it was not fitted on. The character is what the swap must keep, the font what "
+                  "it can copy from x1."]
     return lines
 
 
