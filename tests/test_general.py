@@ -8,7 +8,7 @@ from g2g.configs import load_preset
 from g2g.hparams import LossWeights
 from g2g.networks.encoders import ContentEncoder
 from g2g.networks.generator import Generator, config_from_dict, generator_config
-from g2g.wiring import _augmented, g2g_forward
+from g2g.wiring import augmented, g2g_forward
 
 from helpers import TINY
 
@@ -51,10 +51,10 @@ def test_quantised_content_code_takes_only_its_levels_and_passes_gradients():
 
 def test_distorted_view_is_seeded_bounded_and_off_at_zero():
     x = torch.rand(6, 3, 16, 16) * 2 - 1
-    assert _augmented(x, 0.0, torch.Generator().manual_seed(0)) is x
-    a = _augmented(x, 1.0, torch.Generator().manual_seed(1))
-    b = _augmented(x, 1.0, torch.Generator().manual_seed(1))
-    c = _augmented(x, 1.0, torch.Generator().manual_seed(2))
+    assert augmented(x, 0.0, torch.Generator().manual_seed(0)) is x
+    a = augmented(x, 1.0, torch.Generator().manual_seed(1))
+    b = augmented(x, 1.0, torch.Generator().manual_seed(1))
+    c = augmented(x, 1.0, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == x.shape and a.min() >= x.min() - 1e-6 and a.max() <= x.max() + 1e-6
     assert (a - x).abs().mean() > 0.01                                       # it does distort
@@ -140,18 +140,20 @@ def test_inference_encode_centres_on_given_references_and_exports_the_running_me
     torch.testing.assert_close(plain.encode(x, refs)[0], plain.encode(x)[0])  # refs only matter when centred
 
 
-def test_centred_training_refuses_unsupervised_pairs(tmp_path):
+def test_training_refuses_unsupervised_pairs_where_it_needs_other_images_of_the_class(tmp_path):
     import pytest
     with pytest.raises(ValueError, match="content_centre .* data.supervised: true"):
-        _fit_unsupervised_centred(tmp_path)
+        _fit_unsupervised(tmp_path, {"content_centre": True})
+    with pytest.raises(ValueError, match="lambda_content_contrast .* data.supervised: true"):
+        _fit_unsupervised(tmp_path, {}, lambda_content_contrast=1.0)
 
 
-def _fit_unsupervised_centred(root):
+def _fit_unsupervised(root, arch: dict, **options):
     import lightning as L
 
     from g2g.data.datamodule import G2GDataModule
     from helpers import MODULE_KWARGS, make_module
-    module = make_module(generator=generator_config(**{**TINY, "content_centre": True}), **MODULE_KWARGS)
+    module = make_module(generator=generator_config(**{**TINY, **arch}), **{**MODULE_KWARGS, **options})
     data = G2GDataModule(dataset="shapes", image_size=16, batch_size=4, steps_per_epoch=2, panel_size=2,
                          supervised=False)
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

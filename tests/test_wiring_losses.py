@@ -124,6 +124,40 @@ def test_reconstruction_edge_and_pyramid_terms_on_known_images():
     assert losses.reconstruction(blurred, target, pyramid=1.0).item() == pytest.approx(0.5 + 0.5 + 0.0)
 
 
+def test_content_contrast_by_hand():
+    query = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    positive = torch.tensor([[3.0, 0.0], [0.0, 1.0]])                     # cosine 1 with each query
+    negatives = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]], [[1.0, 0.0], [0.0, 5.0]]])  # cosines 0, −1 and 0, 1
+    first = -(2 - math.log(math.exp(2) + 1 + math.exp(-2)))               # similarities / tau, tau = ½
+    second = -(2 - math.log(math.exp(2) + 1 + math.exp(2)))
+    assert losses.content_contrast(query, positive, negatives, 0.5).item() == pytest.approx((first + second) / 2)
+
+
+def test_content_contrast_term_trains_the_content_encoder_on_distorted_views():
+    from helpers import TINY, make_module
+
+    from g2g.networks.generator import generator_config
+    from g2g.wiring import augmented
+    torch.manual_seed(0)
+    m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_long=0.0, content_augment=1.0,
+                    lambda_content_contrast=0.5, content_contrast_tau=0.3)
+    x = _images(10, 3, 16, 16)
+    batch = {"x1": x[:2], "x2": x[2:4], "ref1": x[4:8].view(2, 2, 3, 16, 16), "ref2": x[6:].view(2, 2, 3, 16, 16),
+             "y1": torch.tensor([0, 1]), "y2": torch.tensor([2, 3])}
+    res = m.forward_pass(batch)
+    term = m.generator_terms(batch, res)["content_contrast"]
+    gen = m.generator
+    with torch.no_grad():  # by hand: another view of x1, x2 and views of their 2 references each
+        positive = gen.encode_content(augmented(x[:4], 1.0, m.step_generator(2))).flatten(1)
+        refs = torch.cat([batch["ref1"], batch["ref2"]]).flatten(0, 1)
+        negatives = gen.encode_content(augmented(refs, 1.0, m.step_generator(3))).flatten(1).view(4, 2, -1)
+        expected = losses.content_contrast(torch.cat([res.a1, res.a2]).flatten(1), positive, negatives, 0.3)
+    torch.testing.assert_close(term.detach(), 0.5 * expected)
+    term.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.content_encoder.parameters())
+    assert all(p.grad is None for p in gen.decoder.parameters())
+
+
 def test_class_consistency_is_cross_entropy():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     target = torch.tensor([0, 2])

@@ -72,6 +72,8 @@ class LossWeights(Group):
     """each class's mean pose pulled to the common one"""
     lambda_class_centre: float = weight(0.0, "labels")
     """class codes pulled to their class's running centre"""
+    lambda_content_contrast: float = weight(0.0, "labels")
+    """content codes tell apart the images of one class (InfoNCE, `losses.content_contrast`)"""
     lambda_identity: float = weight()
     """VGGFace2 identity of m1 vs x2 and m2 vs x1"""
     lambda_adv: float = weight(0.0, "critic")
@@ -93,7 +95,9 @@ class LossWeights(Group):
     content_noise: float = 0.0
     """std of Gaussian noise on content codes in training (a bottleneck)"""
     content_augment: float = 0.0
-    """strength of the random distortions of the content encoder's input in training (wiring._augmented)"""
+    """strength of the random distortions of the content encoder's input in training (wiring.augmented)"""
+    content_contrast_tau: float = 0.2
+    """temperature of lambda_content_contrast's cosine similarities"""
     pose_moment_rate: float = 0.02
     """weight of a batch in the running mean poses of lambda_pose_moments"""
 
@@ -101,6 +105,8 @@ class LossWeights(Group):
         negative = [f.name for f in fields(self) if getattr(self, f.name) < 0]
         if negative:
             raise ValueError(f"model.loss.{negative[0]} must be >= 0, got {getattr(self, negative[0])!r}")
+        if not self.content_contrast_tau > 0:
+            raise ValueError(f"model.loss.content_contrast_tau must be > 0, got {self.content_contrast_tau!r}")
         if not 0 < self.pose_moment_rate <= 1:
             raise ValueError(f"pose_moment_rate must be within (0, 1] (the weight of a batch in the running mean "
                              f"poses), got {self.pose_moment_rate!r}")

@@ -35,6 +35,15 @@ def code_cycle(recovered: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return mse(recovered, original)
 
 
+def content_contrast(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                     tau: float) -> torch.Tensor:
+    """InfoNCE: each query (N, D) should be nearer its positive (N, D) than its K negatives (N, K, D), by
+    cosine similarity / tau: the cross-entropy of picking the positive among the 1 + K."""
+    q, p, n = F.normalize(query, dim=1), F.normalize(positive, dim=1), F.normalize(negatives, dim=2)
+    logits = torch.cat([(q * p).sum(1, keepdim=True), torch.einsum("nd,nkd->nk", q, n)], 1) / tau
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
 def activation_l2(code: torch.Tensor) -> torch.Tensor:
     """LORD's activation decay on content codes: together with additive noise, it bounds how much
     information the content code can carry."""

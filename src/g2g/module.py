@@ -173,6 +173,9 @@ class G2GModule(G2GObjective, L.LightningModule):
         if self.generator.centred and pairs is not None and not pairs().supervised:
             raise ValueError("model.generator.content_centre centres each content code on other images of its "
                              "class: it needs labelled data and data.supervised: true (or set it to false)")
+        if self.loss.lambda_content_contrast and pairs is not None and not pairs().supervised:
+            raise ValueError("model.loss.lambda_content_contrast tells each image's content code from those of other "
+                             "images of its class: it needs data.supervised: true (or set it to 0)")
         if self.hparams["channels_last"]:
             self.to(memory_format=torch.channels_last)
 

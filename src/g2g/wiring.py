@@ -43,7 +43,7 @@ def _noisy(code: torch.Tensor, sigma: float, generator: torch.Generator | None) 
     return code + sigma * noise.to(code.device)
 
 
-def _augmented(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
+def augmented(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
     """Random distortions of what the content encoder sees, so its code cannot hold them: per image, a
     3×3 max filter (thicker bright strokes), a min filter (thinner) or neither, then a random scale
     (1 ± 0.25·strength), shear (± 0.3·strength) and shift (± 7.5 %·strength of the side). The images
@@ -67,12 +67,12 @@ def _augmented(x: torch.Tensor, strength: float, generator: torch.Generator | No
 def _centres(gen: Generator, class_in1: torch.Tensor | None, class_in2: torch.Tensor | None,
              content_augment: float, generator: torch.Generator | None) -> torch.Tensor | None:
     """The content centres of x1's and x2's classes (2B, *content_shape) from their class references,
-    distorted like the images (`_augmented`), for a centred generator given both references; else None."""
+    distorted like the images (`augmented`), for a centred generator given both references; else None."""
     if not getattr(gen, "centred", False) or class_in1 is None or class_in2 is None:
         return None
     refs = [r if r.dim() == 5 else r[:, None] for r in (class_in1, class_in2)]
     refs = [torch.cat(refs)] if refs[0].shape == refs[1].shape else refs
-    return torch.cat([gen.content_centre(_augmented(r.flatten(0, 1), content_augment, generator).view_as(r))
+    return torch.cat([gen.content_centre(augmented(r.flatten(0, 1), content_augment, generator).view_as(r))
                       for r in refs])
 
 
@@ -96,7 +96,7 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
     original implementation's unsupervised pairing); with labels, other images of the same class (B, K, 3, H, W), so a
     class code cannot carry the instance's content. `long=False` stops after the disassembly stage;
     `short=False` skips the short reconstructions (a training objective without them need not draw them);
-    `content_augment` > 0 distorts the content encoder's view of x1, x2 (`_augmented`; training only);
+    `content_augment` > 0 distorts the content encoder's view of x1, x2 (`augmented`; training only);
     a centred generator (`content_centre`) centres each content code on its class references (on the
     running mean centre without references; a(m1) on x2's class): centre_in1/centre_in2 (B, K, 3, H, W), other
     images of x1's and x2's classes, default class_in1/class_in2;
@@ -110,11 +110,11 @@ def g2g_forward(gen: Generator, x1: torch.Tensor, x2: torch.Tensor,
                       class_in2 if centre_in2 is None else centre_in2, content_augment, generator)
     if class_in1 is None and class_in2 is None:
         codes = gen.encode_class(x)                                              # (2B, D)
-        a = _content(gen, _augmented(x, content_augment, generator), codes, centre)  # (2B, C, h, w)
+        a = _content(gen, augmented(x, content_augment, generator), codes, centre)  # (2B, C, h, w)
     else:  # a sprite pose fit (eval mode) uses the image's own class code, not its references'
         codes = gen.encode_class(torch.cat([x1 if class_in1 is None else class_in1,
                                             x2 if class_in2 is None else class_in2]))
-        a = _content(gen, _augmented(x, content_augment, generator), None, centre)
+        a = _content(gen, augmented(x, content_augment, generator), None, centre)
     a1, a2 = a.split(b)
     b1, b2 = codes.split(b)
     an = _noisy(a, content_noise, generator)
