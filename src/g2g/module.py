@@ -170,12 +170,12 @@ class G2GModule(G2GObjective, L.LightningModule):
 
     def on_fit_start(self) -> None:
         pairs = getattr(getattr(self._trainer, "datamodule", None), "train_pairs", None)
-        if self.generator.centred and pairs is not None and not pairs().supervised:
-            raise ValueError("model.generator.content_centre centres each content code on other images of its "
-                             "class: it needs labelled data and data.supervised: true (or set it to false)")
-        if self.loss.lambda_content_contrast and pairs is not None and not pairs().supervised:
-            raise ValueError("model.loss.lambda_content_contrast tells each image's content code from those of other "
-                             "images of its class: it needs data.supervised: true (or set it to 0)")
+        # options that read other images of each image's class need supervised (labelled) pairs
+        for option, on, off in (("model.generator.content_centre", self.generator.centred, "false"),
+                                ("model.loss.lambda_content_contrast", self.loss.lambda_content_contrast > 0, "0")):
+            if on and pairs is not None and not pairs().supervised:
+                raise ValueError(f"{option} reads other images of each image's class: it needs labelled data and "
+                                 f"data.supervised: true (or set it to {off})")
         if self.hparams["channels_last"]:
             self.to(memory_format=torch.channels_last)
 

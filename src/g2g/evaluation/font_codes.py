@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .stream import chunk_size
+
 PROBE_STEPS = 300  # full-batch Adam steps of each probe
 
 
@@ -37,8 +39,9 @@ def _fit_and_read(x_fit: torch.Tensor, y_fit: torch.Tensor, x_read: torch.Tensor
 
 
 @torch.no_grad()
-def _codes(model, images: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """Content codes of images (N, 3, H, W), flattened.  # (N, code numbers)"""
+def _codes(model, images: torch.Tensor) -> torch.Tensor:
+    """Content codes of images (N, 3, H, W), flattened, in chunks of the evaluation's size.  # (N, code numbers)"""
+    chunk = chunk_size(int(images.shape[-1]))
     return torch.cat([model.encode(images[i:i + chunk].to(model.device))[0].flatten(1).float().cpu()
                       for i in range(0, len(images), chunk)])
 
