@@ -4,10 +4,11 @@
 
 `g2g eval --data fonts` reads the content code with linear probes, which understate what a nonlinear
 decoder can read (on the pixels a line reads the held-out fonts' characters far worse than a small CNN).
-Here one small CNN, the same for both inputs, is fitted on the training fonts' content codes (and, beside
-it, on their grey pixels) with the character labels, and read on the held-out fonts. A code the CNN reads
-about as well as it reads the pixels holds the character; swaps that lose it more often than the model's
-redraws do lose it in the decoder. Character labels are used here only, never in training. Prints JSON.
+Here a small CNN (3×3 convolutions that halve the side down to 4, then a two-layer head) is fitted on the
+training fonts' content codes with the character labels and read on the held-out fonts; beside it, a CNN
+of the same design on their grey pixels. A code read about as well as the pixels holds the character, and
+a model whose swaps lose it loses it in the decoder. Character labels are used here only, never in
+training. Prints JSON.
 """
 from __future__ import annotations
 
