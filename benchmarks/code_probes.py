@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from g2g.data.fonts import FontsDataset  # noqa: E402
-from g2g.evaluation.stream import chunk_size  # noqa: E402
+from g2g.evaluation.font_codes import content_codes  # noqa: E402
 from g2g.inference import load  # noqa: E402
 
 WIDTH = 64  # channels of the probe's convolutions
@@ -61,13 +61,6 @@ def fit_and_read(fit_x: torch.Tensor, fit_y: torch.Tensor, read_x: torch.Tensor,
 @torch.no_grad()
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> float:
     return sum((net(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum().item() for i in range(0, len(x), chunk)) / len(x)
-
-
-@torch.no_grad()
-def content_codes(model, images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) → content codes (N, C, h, w), in the evaluation's chunks."""
-    chunk = chunk_size(int(images.shape[-1]))
-    return torch.cat([model.encode(images[i:i + chunk])[0].float().cpu() for i in range(0, len(images), chunk)])
 
 
 def main(argv=None) -> dict:

@@ -124,3 +124,21 @@ def read(paths, model):
 
     from g2g.data.datasets import load_image
     return torch.stack([load_image(p, model.config.image_size, crop=model.config.crops) for p in paths])
+
+
+# --- fonts every test environment has: matplotlib's DejaVu and STIX files (two family groups) ---------------
+
+TEST_FONTS = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf",
+              "STIXGeneralBol.ttf"]
+
+
+def copy_test_fonts(root):
+    """Copy TEST_FONTS from matplotlib's data folder into root; returns root."""
+    import shutil
+    from pathlib import Path
+
+    import matplotlib
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    for name in TEST_FONTS:
+        shutil.copy(source / name, Path(root) / name)
+    return root

@@ -2,14 +2,13 @@
 generated from constructed results (targets, sentences, ranking), and a one-step fonts run on matplotlib's
 DejaVu and STIX fonts, reused by the benchmark that then writes the doc and its pictures."""
 import json
-import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-import matplotlib
 import pytest
 
+from helpers import copy_test_fonts
 from g2g.configs import load_preset, preset_names
 from g2g.data import fonts as font_data
 from g2g.hparams import LossWeights
@@ -18,9 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import fonts  # noqa: E402
 import validation  # noqa: E402
 
-MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf",
-         "STIXGeneralBol.ttf"]
 LONG = {f.name for f in fields(LossWeights) if "long" in f.metadata.get("needs", ())}
 
 
@@ -218,8 +214,7 @@ def test_validation_metrics_read_the_held_out_classes():
 def test_one_step_run_is_scored_reused_and_documented(tmp_path, monkeypatch):
     root = tmp_path / "fonts"
     root.mkdir()
-    for name in FILES:
-        shutil.copy(MPL_FONTS / name, root / name)
+    copy_test_fonts(root)
     monkeypatch.setitem(font_data.JUDGE, "steps", 5)          # the readability rule's judge, cut short …
     monkeypatch.setattr(font_data, "READ_THRESHOLD", 0.0)     # … and every font kept
     argv = ["--root", str(root), "--methods", "naive", "--seeds", "0", "--budget", "60", "--pairs", "16",

@@ -1,22 +1,15 @@
 """benchmarks/code_probes.py: the CNN probe reads a character planted in its input and only chance from an
 input that holds none; the script's figures on a tiny model and DejaVu/STIX fonts."""
-import shutil
 import sys
 from pathlib import Path
 
-import matplotlib
 import pytest
 import torch
 
-from helpers import tiny_model_file
+from helpers import copy_test_fonts, tiny_model_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import code_probes as cp  # noqa: E402
-
-MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf",
-         "STIXGeneralBol.ttf"]
-
 
 def planted(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 1, 8, 8) noise with one bright pixel whose place is the label (4 labels)."""
@@ -36,8 +29,7 @@ def test_the_probe_reads_a_planted_character_and_only_chance_from_nothing():
 
 
 def test_the_script_reports_the_code_and_the_pixels_of_both_splits(tmp_path, capsys):
-    for name in FILES:
-        shutil.copy(MPL_FONTS / name, tmp_path / name)
+    copy_test_fonts(tmp_path)
     model = tiny_model_file(tmp_path / "model.safetensors")
     out = cp.main([str(model), "--root", str(tmp_path), "--steps", "20"])
     assert out["chance"] == pytest.approx(1 / 52)

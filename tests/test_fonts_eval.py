@@ -2,15 +2,13 @@
 computation, the scores of known models (the true render, a copy of x1) under perfect judges, fitted
 judges, the picture helpers and the section of `g2g eval --data fonts`. Fonts: matplotlib's DejaVu and
 STIX files (two family groups, so each split holds at least two fonts), 16 px."""
-import shutil
-from pathlib import Path
 
-import matplotlib
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import copy_test_fonts
 from g2g.data import fonts as font_data
 from g2g.data.fonts import FontsDataset
 from g2g.evaluation.font_codes import content_probes
@@ -19,16 +17,12 @@ from g2g.evaluation.fonts import (FontJudges, fit_font_judges, font_char_grid, f
 from g2g.evaluation.markdown import fonts_lines
 from g2g.evaluation.metrics import per_image_psnr
 
-MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf",
-         "STIXGeneralBol.ttf"]
 
 
 @pytest.fixture(scope="module")
 def font_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("fonts")
-    for name in FILES:
-        shutil.copy(MPL_FONTS / name, root / name)
+    copy_test_fonts(root)
     return root
 
 

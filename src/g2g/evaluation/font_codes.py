@@ -39,10 +39,10 @@ def _fit_and_read(x_fit: torch.Tensor, y_fit: torch.Tensor, x_read: torch.Tensor
 
 
 @torch.no_grad()
-def _codes(model, images: torch.Tensor) -> torch.Tensor:
-    """Content codes of images (N, 3, H, W), flattened, in chunks of the evaluation's size.  # (N, code numbers)"""
+def content_codes(model, images: torch.Tensor) -> torch.Tensor:
+    """Content codes of images (N, 3, H, W) on the CPU, in chunks of the evaluation's size.  # (N, C, h, w)"""
     chunk = chunk_size(int(images.shape[-1]))
-    return torch.cat([model.encode(images[i:i + chunk].to(model.device))[0].flatten(1).float().cpu()
+    return torch.cat([model.encode(images[i:i + chunk].to(model.device))[0].float().cpu()
                       for i in range(0, len(images), chunk)])
 
 
@@ -51,7 +51,8 @@ def content_probes(model, train_ds, test_ds, seed: int = 0) -> dict:
     module doc) on the model's content codes and on the grey pixels. The datasets: `FontsDataset`s (or
     anything with images (N, 3, H, W), labels (N,) font, chars (N,) character, charset, num_classes)."""
     with torch.enable_grad():
-        features = {"code": (_codes(model, train_ds.images), _codes(model, test_ds.images)),
+        features = {"code": (content_codes(model, train_ds.images).flatten(1),
+                              content_codes(model, test_ds.images).flatten(1)),
                     "pixels": (train_ds.images[:, 0].flatten(1).float(), test_ds.images[:, 0].flatten(1).float())}
         n_chars = len(train_ds.charset)
         fit = test_ds.chars % 2 == 0  # the font probe: fitted on every other character, read on the rest
