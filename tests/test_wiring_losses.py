@@ -158,6 +158,44 @@ def test_content_contrast_term_trains_the_content_encoder_on_distorted_views():
     assert all(p.grad is None for p in gen.decoder.parameters())
 
 
+def test_nearest_other_takes_the_most_similar_code_of_another_class():
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pool = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, -1.0], [0.1, 3.0]])
+    # query 0 (class 0): the same direction [2, 0] is its own class's, so the 45° code of class 1 wins;
+    # query 1 (class 1): [1, 1] is its own class's, [0.1, 3] (class 2) is nearer than [0, −1]
+    picked = losses.nearest_other(query, torch.tensor([0, 1]), pool, torch.tensor([0, 1, 2, 2]))
+    torch.testing.assert_close(picked, pool[[1, 3]])
+
+
+def test_content_match_term_draws_each_code_to_another_class():
+    from helpers import TINY, make_module
+
+    from g2g.networks.generator import generator_config
+    from g2g.wiring import augmented
+    torch.manual_seed(0)
+    m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_long=0.0, content_augment=1.0,
+                    lambda_content_match=2.0, content_contrast_tau=0.3)
+    x = _images(12, 3, 16, 16)
+    batch = {"x1": x[:2], "x2": x[2:4], "ref1": x[4:8].view(2, 2, 3, 16, 16), "ref2": x[8:].view(2, 2, 3, 16, 16),
+             "y1": torch.tensor([0, 1]), "y2": torch.tensor([2, 3])}
+    res = m.forward_pass(batch)
+    terms = m.generator_terms(batch, res)
+    assert "content_contrast" not in terms
+    gen = m.generator
+    with torch.no_grad():  # by hand: the references' views; each code's positive is the nearest of another class
+        refs = torch.cat([batch["ref1"], batch["ref2"]]).flatten(0, 1)
+        negatives = gen.encode_content(augmented(refs, 1.0, m.step_generator(3))).flatten(1)
+        query = torch.cat([res.a1, res.a2]).flatten(1)
+        labels, ref_labels = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        sim = torch.nn.functional.cosine_similarity(query[:, None], negatives[None], dim=2)
+        positive = negatives[sim.masked_fill(labels[:, None] == ref_labels, -2).argmax(1)]
+        expected = losses.content_contrast(query, positive, negatives.view(4, 2, -1), 0.3)
+    torch.testing.assert_close(terms["content_match"].detach(), 2.0 * expected)
+    terms["content_match"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.content_encoder.parameters())
+    assert all(p.grad is None for p in gen.decoder.parameters())
+
+
 def test_class_consistency_is_cross_entropy():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     target = torch.tensor([0, 2])

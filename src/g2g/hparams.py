@@ -74,6 +74,8 @@ class LossWeights(Group):
     """class codes pulled to their class's running centre"""
     lambda_content_contrast: float = weight(0.0, "labels")
     """content codes tell apart the images of one class (InfoNCE, `losses.content_contrast`)"""
+    lambda_content_match: float = weight(0.0, "labels")
+    """each content code nearer its nearest code of another class than its own class's (`losses.nearest_other`)"""
     lambda_identity: float = weight()
     """VGGFace2 identity of m1 vs x2 and m2 vs x1"""
     lambda_adv: float = weight(0.0, "critic")

@@ -44,6 +44,15 @@ def content_contrast(query: torch.Tensor, positive: torch.Tensor, negatives: tor
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
+def nearest_other(query: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor,
+                  pool_labels: torch.Tensor) -> torch.Tensor:
+    """For each query (N, D) of class labels (N,), the code in pool (M, D) of another class (pool_labels
+    (M,)) with the highest cosine similarity: the positive of lambda_content_match. (N, D)"""
+    sim = F.normalize(query, dim=1) @ F.normalize(pool, dim=1).T
+    sim = sim.masked_fill(labels[:, None] == pool_labels[None, :], float("-inf"))
+    return pool[sim.argmax(1)]
+
+
 def activation_l2(code: torch.Tensor) -> torch.Tensor:
     """LORD's activation decay on content codes: together with additive noise, it bounds how much
     information the content code can carry."""

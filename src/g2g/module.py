@@ -172,7 +172,8 @@ class G2GModule(G2GObjective, L.LightningModule):
         pairs = getattr(getattr(self._trainer, "datamodule", None), "train_pairs", None)
         # options that read other images of each image's class need supervised (labelled) pairs
         for option, on, off in (("model.generator.content_centre", self.generator.centred, "false"),
-                                ("model.loss.lambda_content_contrast", self.loss.lambda_content_contrast > 0, "0")):
+                                ("model.loss.lambda_content_contrast", self.loss.lambda_content_contrast > 0, "0"),
+                                ("model.loss.lambda_content_match", self.loss.lambda_content_match > 0, "0")):
             if on and pairs is not None and not pairs().supervised:
                 raise ValueError(f"{option} reads other images of each image's class: it needs labelled data and "
                                  f"data.supervised: true (or set it to {off})")

@@ -107,8 +107,8 @@ class G2GObjective:
         if self.class_head is not None:
             terms["class_code"] = self.loss.lambda_class_code * losses.class_consistency(
                 self.class_head(torch.cat([res.b1, res.b2])), torch.cat([batch["y1"], batch["y2"]]))
-        if self.loss.lambda_content_contrast:
-            terms["content_contrast"] = self.loss.lambda_content_contrast * self.content_contrast_loss(batch, res)
+        if self.loss.lambda_content_contrast or self.loss.lambda_content_match:
+            terms.update(self.content_contrast_terms(batch, res))
         if self.content_probe is not None:
             terms["content_probe"] = self.loss.lambda_content_probe * losses.confusion(
                 self.content_probe(torch.cat([res.a1, res.a2]).flatten(1)))
@@ -141,19 +141,29 @@ class G2GObjective:
             terms.update(self.adversarial_terms(batch, res))
         return terms
 
-    def content_contrast_loss(self, batch: dict, res: G2GResult) -> torch.Tensor:
-        """Each content code of the pass (a1, a2: of a distorted view, `content_augment`) against the code of
-        another distorted view of the same image (positive) and those of the K class references (negatives,
-        distorted alike, without gradient): the code must tell apart the images of one class, and is asked
-        nothing across classes."""
-        gen, strength = self.generator, self.loss.content_augment
+    def content_contrast_terms(self, batch: dict, res: G2GResult) -> dict[str, torch.Tensor]:
+        """Each content code of the pass (a1, a2: of a distorted view, `content_augment`) against the codes of
+        the K references of its class (negatives, distorted alike, without gradient): lambda_content_contrast
+        takes as positive the code of another distorted view of the same image, lambda_content_match the
+        nearest code among the other classes' references (without gradient). The code must tell apart the
+        images of one class; the match also draws it to the like image of another class."""
+        gen, strength, w, tau = self.generator, self.loss.content_augment, self.loss, self.loss.content_contrast_tau
         x, refs = torch.cat([batch["x1"], batch["x2"]]), torch.cat([batch["ref1"], batch["ref2"]])  # refs (2B, K, ...)
-        positive = gen.encode_content(augmented(x, strength, self.step_generator(2)))
+        query = torch.cat([res.a1, res.a2]).flatten(1)
         with torch.no_grad():
             negatives = gen.encode_content(augmented(refs.flatten(0, 1), strength, self.step_generator(3)))
         negatives = negatives.flatten(1).unflatten(0, refs.shape[:2])                        # (2B, K, code)
-        return losses.content_contrast(torch.cat([res.a1, res.a2]).flatten(1), positive.flatten(1), negatives,
-                                       self.loss.content_contrast_tau)
+        terms = {}
+        if w.lambda_content_contrast:
+            positive = gen.encode_content(augmented(x, strength, self.step_generator(2))).flatten(1)
+            terms["content_contrast"] = w.lambda_content_contrast * losses.content_contrast(
+                query, positive, negatives, tau)
+        if w.lambda_content_match:
+            labels = torch.cat([batch["y1"], batch["y2"]])
+            positive = losses.nearest_other(query.detach(), labels, negatives.flatten(0, 1),
+                                            labels.repeat_interleave(refs.shape[1]))
+            terms["content_match"] = w.lambda_content_match * losses.content_contrast(query, positive, negatives, tau)
+        return terms
 
     def reconstruction_terms(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> dict[str, torch.Tensor]:
         """Short (x̂ vs x) and long (r vs x) reconstruction: L1 of pixels, or of VGG16 features, where the
