@@ -100,6 +100,8 @@ class LossWeights(Group):
     """strength of the random distortions of the content encoder's input in training (wiring.augmented)"""
     content_contrast_tau: float = 0.2
     """temperature of lambda_content_contrast's cosine similarities"""
+    content_match_bank: int = 2048
+    """codes of recent steps' references that lambda_content_match searches besides the step's own"""
     pose_moment_rate: float = 0.02
     """weight of a batch in the running mean poses of lambda_pose_moments"""
 

@@ -47,9 +47,10 @@ def content_contrast(query: torch.Tensor, positive: torch.Tensor, negatives: tor
 def nearest_other(query: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor,
                   pool_labels: torch.Tensor) -> torch.Tensor:
     """For each query (N, D) of class labels (N,), the code in pool (M, D) of another class (pool_labels
-    (M,)) with the highest cosine similarity: the positive of lambda_content_match. (N, D)"""
+    (M,); a label < 0 marks an empty slot, never picked) with the highest cosine similarity: the positive of
+    lambda_content_match. (N, D)"""
     sim = F.normalize(query, dim=1) @ F.normalize(pool, dim=1).T
-    sim = sim.masked_fill(labels[:, None] == pool_labels[None, :], float("-inf"))
+    sim = sim.masked_fill((labels[:, None] == pool_labels[None, :]) | (pool_labels[None, :] < 0), float("-inf"))
     return pool[sim.argmax(1)]
 
 

@@ -134,6 +134,11 @@ class G2GModule(G2GObjective, L.LightningModule):
         if self.loss.lambda_class_centre > 0:  # running mean class code of each class
             self.register_buffer("class_centres", torch.zeros(num_classes, config.class_dim))
             self.register_buffer("class_seen", torch.zeros(num_classes, dtype=torch.bool))
+        if self.loss.lambda_content_match > 0:  # the content codes of recent steps' references, by class
+            bank = self.loss.content_match_bank
+            self.register_buffer("match_codes", torch.zeros(bank, math.prod(config.content_shape)))
+            self.register_buffer("match_labels", torch.full((bank,), -1, dtype=torch.long))
+            self.register_buffer("match_next", torch.zeros((), dtype=torch.long))
         if self.optim.clip_spike > 0:  # running mean of the generator gradient's capped norm; 0 until the first step
             self.register_buffer("grad_norm_mean", torch.zeros(()))
 

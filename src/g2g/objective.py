@@ -35,6 +35,9 @@ class G2GObjective:
     pose_seen: torch.Tensor
     class_centres: torch.Tensor
     class_seen: torch.Tensor
+    match_codes: torch.Tensor     # (bank, code) and their classes (bank,), -1 where empty; the next slot to fill
+    match_labels: torch.Tensor
+    match_next: torch.Tensor
     # the GAN loss pair and the R1 penalty of the critic options
     d_loss: Callable[..., torch.Tensor]
     g_loss: Callable[..., torch.Tensor]
@@ -160,10 +163,22 @@ class G2GObjective:
                 query, positive, negatives, tau)
         if w.lambda_content_match:
             labels = torch.cat([batch["y1"], batch["y2"]])
-            positive = losses.nearest_other(query.detach(), labels, negatives.flatten(0, 1),
-                                            labels.repeat_interleave(refs.shape[1]))
+            codes, code_labels = negatives.flatten(0, 1), labels.repeat_interleave(refs.shape[1])
+            positive = losses.nearest_other(query.detach(), labels, torch.cat([codes, self.match_codes]),
+                                            torch.cat([code_labels, self.match_labels]))
+            if self.training:  # the bank advances once per training step
+                self.remember_codes(codes, code_labels)
             terms["content_match"] = w.lambda_content_match * losses.content_contrast(query, positive, negatives, tau)
         return terms
+
+    def remember_codes(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
+        """Write codes (N, D) and their classes into lambda_content_match's bank, oldest first out."""
+        bank = len(self.match_codes)
+        codes, labels = codes[-bank:], labels[-bank:]
+        slots = (self.match_next + torch.arange(len(codes), device=codes.device)) % bank
+        self.match_codes[slots] = codes.to(self.match_codes.dtype)
+        self.match_labels[slots] = labels
+        self.match_next.copy_((self.match_next + len(codes)) % bank)
 
     def reconstruction_terms(self, x1: torch.Tensor, x2: torch.Tensor, res: G2GResult) -> dict[str, torch.Tensor]:
         """Short (x̂ vs x) and long (r vs x) reconstruction: L1 of pixels, or of VGG16 features, where the
