@@ -196,6 +196,26 @@ def test_content_match_term_draws_each_code_to_another_class():
     assert all(p.grad is None for p in gen.decoder.parameters())
 
 
+def test_content_match_bank_keeps_the_newest_codes_and_skips_empty_slots():
+    from helpers import TINY, make_module
+
+    from g2g.networks.generator import generator_config
+    m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_content_match=1.0, content_match_bank=3)
+    assert m.match_labels.tolist() == [-1, -1, -1]
+    code = m.match_codes.shape[1]
+    # an empty slot is never the positive, however near: the one labelled code of another class is
+    picked = losses.nearest_other(torch.ones(1, code), torch.tensor([0]), torch.cat([-torch.ones(1, code),
+                                  m.match_codes]), torch.cat([torch.tensor([1]), m.match_labels]))
+    torch.testing.assert_close(picked, -torch.ones(1, code))
+    m.remember_codes(torch.full((2, code), 1.0), torch.tensor([0, 1]))
+    m.remember_codes(torch.full((2, code), 2.0), torch.tensor([2, 3]))
+    assert m.match_labels.tolist() == [3, 1, 2] and m.match_next.item() == 1   # the oldest (class 0) went first
+    assert m.match_codes[:, 0].tolist() == [2.0, 1.0, 2.0]
+    m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_content_match=1.0, content_match_bank=0)
+    m.remember_codes(torch.ones(2, code), torch.tensor([0, 1]))                   # no bank: the step's codes alone
+    assert m.match_codes.shape == (0, code)
+
+
 def test_class_consistency_is_cross_entropy():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     target = torch.tensor([0, 2])

@@ -174,6 +174,8 @@ class G2GObjective:
     def remember_codes(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         """Write codes (N, D) and their classes into lambda_content_match's bank, oldest first out."""
         bank = len(self.match_codes)
+        if not bank:
+            return
         codes, labels = codes[-bank:], labels[-bank:]
         slots = (self.match_next + torch.arange(len(codes), device=codes.device)) % bank
         self.match_codes[slots] = codes.to(self.match_codes.dtype)
