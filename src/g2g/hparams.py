@@ -99,7 +99,7 @@ class LossWeights(Group):
     content_augment: float = 0.0
     """strength of the random distortions of the content encoder's input in training (wiring.augmented)"""
     content_contrast_tau: float = 0.2
-    """temperature of lambda_content_contrast's cosine similarities"""
+    """temperature of the cosine similarities of lambda_content_contrast and lambda_content_match"""
     content_match_bank: int = 2048
     """codes of recent steps' references that lambda_content_match searches besides the step's own"""
     pose_moment_rate: float = 0.02
