@@ -133,29 +133,42 @@ def test_content_contrast_by_hand():
     assert losses.content_contrast(query, positive, negatives, 0.5).item() == pytest.approx((first + second) / 2)
 
 
-def test_content_contrast_term_trains_the_content_encoder_on_distorted_views():
+def _contrast_pass(**loss):
+    """A tiny module with `loss`, a batch of 2 pairs of classes 0, 1 | 2, 3 with 2 references each, its G2G pass,
+    and the codes of the references' distorted views by hand (8, code): the negatives of the contrast terms."""
     from helpers import TINY, make_module
 
     from g2g.networks.generator import generator_config
     from g2g.wiring import augmented
     torch.manual_seed(0)
     m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_long=0.0, content_augment=1.0,
-                    lambda_content_contrast=0.5, content_contrast_tau=0.3)
-    x = _images(10, 3, 16, 16)
-    batch = {"x1": x[:2], "x2": x[2:4], "ref1": x[4:8].view(2, 2, 3, 16, 16), "ref2": x[6:].view(2, 2, 3, 16, 16),
+                    content_contrast_tau=0.3, **loss)
+    x = _images(12, 3, 16, 16)
+    batch = {"x1": x[:2], "x2": x[2:4], "ref1": x[4:8].view(2, 2, 3, 16, 16), "ref2": x[8:].view(2, 2, 3, 16, 16),
              "y1": torch.tensor([0, 1]), "y2": torch.tensor([2, 3])}
     res = m.forward_pass(batch)
-    term = m.generator_terms(batch, res)["content_contrast"]
-    gen = m.generator
-    with torch.no_grad():  # by hand: another view of x1, x2 and views of their 2 references each
-        positive = gen.encode_content(augmented(x[:4], 1.0, m.step_generator(2))).flatten(1)
-        refs = torch.cat([batch["ref1"], batch["ref2"]]).flatten(0, 1)
-        negatives = gen.encode_content(augmented(refs, 1.0, m.step_generator(3))).flatten(1).view(4, 2, -1)
-        expected = losses.content_contrast(torch.cat([res.a1, res.a2]).flatten(1), positive, negatives, 0.3)
-    torch.testing.assert_close(term.detach(), 0.5 * expected)
+    with torch.no_grad():
+        negatives = m.generator.encode_content(augmented(x[4:], 1.0, m.step_generator(3))).flatten(1)
+    return m, batch, res, negatives
+
+
+def _trains_the_content_encoder_alone(term, gen) -> None:
     term.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.content_encoder.parameters())
     assert all(p.grad is None for p in gen.decoder.parameters())
+
+
+def test_content_contrast_term_trains_the_content_encoder_on_distorted_views():
+    from g2g.wiring import augmented
+    m, batch, res, negatives = _contrast_pass(lambda_content_contrast=0.5)
+    term = m.generator_terms(batch, res)["content_contrast"]
+    with torch.no_grad():  # by hand: another view of x1, x2 against views of their 2 references each
+        x = torch.cat([batch["x1"], batch["x2"]])
+        positive = m.generator.encode_content(augmented(x, 1.0, m.step_generator(2))).flatten(1)
+        expected = losses.content_contrast(torch.cat([res.a1, res.a2]).flatten(1), positive,
+                                           negatives.view(4, 2, -1), 0.3)
+    torch.testing.assert_close(term.detach(), 0.5 * expected)
+    _trains_the_content_encoder_alone(term, m.generator)
 
 
 def test_nearest_other_takes_the_most_similar_code_of_another_class():
@@ -168,32 +181,17 @@ def test_nearest_other_takes_the_most_similar_code_of_another_class():
 
 
 def test_content_match_term_draws_each_code_to_another_class():
-    from helpers import TINY, make_module
-
-    from g2g.networks.generator import generator_config
-    from g2g.wiring import augmented
-    torch.manual_seed(0)
-    m = make_module(generator=generator_config(**TINY), num_classes=4, lambda_long=0.0, content_augment=1.0,
-                    lambda_content_match=2.0, content_contrast_tau=0.3)
-    x = _images(12, 3, 16, 16)
-    batch = {"x1": x[:2], "x2": x[2:4], "ref1": x[4:8].view(2, 2, 3, 16, 16), "ref2": x[8:].view(2, 2, 3, 16, 16),
-             "y1": torch.tensor([0, 1]), "y2": torch.tensor([2, 3])}
-    res = m.forward_pass(batch)
+    m, batch, res, negatives = _contrast_pass(lambda_content_match=2.0)
     terms = m.generator_terms(batch, res)
     assert "content_contrast" not in terms
-    gen = m.generator
-    with torch.no_grad():  # by hand: the references' views; each code's positive is the nearest of another class
-        refs = torch.cat([batch["ref1"], batch["ref2"]]).flatten(0, 1)
-        negatives = gen.encode_content(augmented(refs, 1.0, m.step_generator(3))).flatten(1)
+    with torch.no_grad():  # by hand: each code's positive is the nearest reference code of another class
         query = torch.cat([res.a1, res.a2]).flatten(1)
         labels, ref_labels = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
         sim = torch.nn.functional.cosine_similarity(query[:, None], negatives[None], dim=2)
         positive = negatives[sim.masked_fill(labels[:, None] == ref_labels, -2).argmax(1)]
         expected = losses.content_contrast(query, positive, negatives.view(4, 2, -1), 0.3)
     torch.testing.assert_close(terms["content_match"].detach(), 2.0 * expected)
-    terms["content_match"].backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.content_encoder.parameters())
-    assert all(p.grad is None for p in gen.decoder.parameters())
+    _trains_the_content_encoder_alone(terms["content_match"], m.generator)
 
 
 def test_content_match_bank_keeps_the_newest_codes_and_skips_empty_slots():
