@@ -523,6 +523,7 @@ def write_docs(results: dict, docs_dir: Path) -> Path:
     text = render(
         "fonts.md", command=results["command"], results_json=Path(results["out_dir"]) / "results.json",
         census=seed0["census"], budget=results["budget_s"], size=results["size"], root=results["root"],
+        threads_title="" if results["threads"] == 1 else f", {results['threads']} CPU threads each",
         seeds=", ".join(map(str, results["seeds"])), pairs=results["pairs"], threads=results["threads"],
         judge_steps=results["judge_steps"], overrides=" ".join(results["overrides"]) or "none",
         judge_accuracy=_judge_accuracy(results),

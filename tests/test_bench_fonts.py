@@ -112,6 +112,9 @@ def test_fonts_doc_puts_held_out_fonts_first(tmp_path):
     assert "Meets the floor on held-out fonts: good." in text and "Meets the goal on held-out fonts: good." in text
     assert "No pictures: no model file" in text and "$" not in text
     assert text.startswith("# Fonts: the approaches on real glyphs, 60 s of training a run\n")
+    text = fonts.write_docs({**_results(tmp_path), "threads": 2}, tmp_path / "docs").read_text()
+    assert text.startswith("# Fonts: the approaches on real glyphs, 60 s of training a run, 2 CPU threads each\n")
+    assert "on 2 CPU thread(s) per run" in text
 
 
 def test_a_run_that_fails_leaves_the_earlier_run_as_it_was(tmp_path):
